@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+# Rich assumes 80 columns when output is not a terminal; tables of metrics need more.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def add_data_root(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,7 @@
+"""``python -m defectbench``: the same as the ``defectbench`` command."""
+
+import sys
+
+from defectbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,315 @@
+"""Experiment configurations: YAML files listing datasets, splits, methods and seeds, validated into dataclasses.
+
+A configuration (see ``configs/quick.yaml`` and ``configs/paper.yaml``)::
+
+    experiment: quick                  # runs/<experiment>/ (default: the file's stem)
+    device: auto                       # auto | cpu | cuda
+    seeds: [0, 1, 2]                   # seeds of trained methods (a method may override)
+    datasets:
+      - name: mt                       # registry name, or folder:<path> (then give an id)
+        id: mt                         # short name used in folders and tables (default: the name)
+        tasks:                         # train split -> test split pairs
+          - {train: 1to1-train, test: 1to1-test}
+        extra_eval: [free]             # further splits scored with each task's model (never trained on)
+    methods:
+      - {name: litenet, type: sod, model: litenet, train: {epochs: 2}}       # trained per task and seed
+      - {name: litenet-shipped, type: sod, model: litenet, checkpoint: "shipped:{dataset}"}  # no training
+      - {name: sam-vit_h-oracle, type: sam, model: vit_h, select: oracle}    # zero-shot SAM + a selection
+      - {name: edrnet-authors, type: maps, path: "maps/EDRNet/{dataset}"}    # someone else's maps
+    speed: {device: auto, image_size: 352, methods: [litenet]}              # Table 7 measurements
+
+Every problem is reported as one :class:`~defectbench.errors.ConfigError` line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from defectbench.errors import ConfigError
+
+METHOD_TYPES = ("sod", "sam", "maps")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+KNOWN_SPLITS: dict[str, tuple[str, ...]] = {
+    "sd900": ("train", "test"),
+    "mt": ("1to1-train", "1to1-test", "7to3-train", "7to3-test", "free"),
+    "nrsd": ("train", "test"),
+}
+TOP_KEYS = {"experiment", "description", "device", "data_root", "seeds", "datasets", "methods", "speed"}
+DATASET_KEYS = {"name", "id", "tasks", "extra_eval"}
+TASK_KEYS = {"train", "test"}
+METHOD_KEYS = {
+    "sod": {"name", "type", "model", "train", "predict", "checkpoint", "seeds", "datasets", "label", "model_args"},
+    "sam": {"name", "type", "model", "select", "checkpoint", "amg", "seeds", "datasets", "label", "select_args"},
+    "maps": {"name", "type", "path", "paths", "resize", "seeds", "datasets", "label"},
+}
+SPEED_KEYS = {"device", "image_size", "methods", "sam_mode", "max_seconds"}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One dataset split pair: a model is trained on ``train`` and scored on ``test`` (plus ``extra`` splits)."""
+
+    dataset_id: str
+    dataset: str
+    train: str | None
+    test: str
+    extra: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Folder / table key of the task, ``<dataset id>-<test split>``."""
+        return f"{self.dataset_id}-{self.test}"
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method row of the comparison: its type (``sod``, ``sam``, ``maps``), options and seeds."""
+
+    name: str
+    type: str
+    options: dict[str, Any]
+    seeds: tuple[int, ...]
+    datasets: tuple[str, ...] | None = None
+
+    @property
+    def uses_gt(self) -> bool:
+        """True for selections that read the ground truth (SAM's oracle): never a fair deployment number."""
+        return self.type == "sam" and str(self.options.get("select", "")).lower().startswith("oracle")
+
+    @property
+    def label(self) -> str:
+        """The row label of tables: the configured label, else the name; oracle methods always say so."""
+        label = str(self.options.get("label") or self.name)
+        if self.uses_gt and "oracle" not in label.lower():
+            label += " (oracle)"
+        return label
+
+    def applies_to(self, dataset_id: str) -> bool:
+        """Return True when the method is run on the dataset ``dataset_id``."""
+        return self.datasets is None or dataset_id in self.datasets
+
+
+@dataclass(frozen=True)
+class SpeedSpec:
+    """What Table 7 measures: which methods, on which device, at which input size."""
+
+    device: str = "auto"
+    image_size: int = 352
+    methods: tuple[str, ...] | None = None
+    sam_mode: str = "encoder"
+    max_seconds: float = 10.0
+
+
+@dataclass
+class ExperimentConfig:
+    """A validated experiment: datasets with their tasks, methods, seeds, and the speed measurements."""
+
+    experiment: str
+    tasks: list[TaskSpec]
+    methods: list[MethodSpec]
+    device: str = "auto"
+    data_root: str | None = None
+    speed: SpeedSpec | None = None
+    description: str = ""
+    source: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def config_hash(self) -> str:
+        """Return a short hash of the canonical configuration (key order and comments do not matter)."""
+        return spec_hash(self.raw)
+
+    def method(self, name: str) -> MethodSpec:
+        """Return the method called ``name``."""
+        for m in self.methods:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+def spec_hash(obj: Any) -> str:
+    """Return a 16-hex-digit hash of a JSON-able object in canonical form."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; see configs/quick.yaml for an example")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_config(raw, source=path)
+
+
+def parse_config(raw: Any, source: Path | None = None) -> ExperimentConfig:
+    """Validate a configuration already read into Python objects (``source`` names it in errors)."""
+    where = str(source) if source else "config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with 'datasets' and 'methods' at the top level")
+    _no_unknown(raw, TOP_KEYS, where)
+    experiment = str(raw.get("experiment") or (source.stem if source else ""))
+    if not experiment or not NAME_RE.match(experiment):
+        raise ConfigError(f"{where}: 'experiment' must be a folder-safe name (letters, digits, . _ + -), got {experiment!r}")
+    device = str(raw.get("device", "auto"))
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"{where}: 'device' must be auto, cpu or cuda, got {device!r}")
+    seeds = _seeds(raw.get("seeds", [0]), f"{where}: 'seeds'")
+    tasks = _tasks(raw.get("datasets"), where)
+    methods = _methods(raw.get("methods"), seeds, {t.dataset_id for t in tasks}, where)
+    speed = _speed(raw.get("speed"), {m.name for m in methods}, where)
+    data_root = raw.get("data_root")
+    return ExperimentConfig(experiment, tasks, methods, device, str(data_root) if data_root else None, speed,
+                            str(raw.get("description", "")), source, raw)
+
+
+def _no_unknown(obj: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _seeds(value: Any, where: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        raise ConfigError(f"{where} must be a non-empty list of integers, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where} lists a seed twice: {value!r}")
+    return tuple(value)
+
+
+def _dataset_id(name: str) -> str:
+    if name.startswith("folder:"):
+        stem = Path(name.split(":", 1)[1]).name
+        return re.sub(r"[^A-Za-z0-9._+-]", "_", stem) or "folder"
+    return name
+
+
+def _tasks(value: Any, where: str) -> list[TaskSpec]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: 'datasets' must be a non-empty list (e.g. - {{name: sd900, tasks: [{{train: train, test: test}}]}})")
+    tasks: list[TaskSpec] = []
+    ids: set[str] = set()
+    for i, entry in enumerate(value):
+        w = f"{where}: datasets[{i}]"
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ConfigError(f"{w} must be a mapping with a 'name'")
+        _no_unknown(entry, DATASET_KEYS, w)
+        name = str(entry["name"])
+        if not name.startswith("folder:") and name not in KNOWN_SPLITS:
+            raise ConfigError(f"{w}: unknown dataset {name!r}; use sd900, mt, nrsd or folder:<path>")
+        ds_id = str(entry.get("id") or _dataset_id(name))
+        if not NAME_RE.match(ds_id):
+            raise ConfigError(f"{w}: id {ds_id!r} must be folder-safe (letters, digits, . _ + -)")
+        if ds_id in ids:
+            raise ConfigError(f"{w}: dataset id {ds_id!r} is used twice; give one of them another 'id'")
+        ids.add(ds_id)
+        known = KNOWN_SPLITS.get(name)
+        extra = tuple(str(s) for s in (entry.get("extra_eval") or []))
+        raw_tasks = entry.get("tasks") or [{"train": "train", "test": "test"}]
+        if not isinstance(raw_tasks, list):
+            raise ConfigError(f"{w}: 'tasks' must be a list of {{train: <split>, test: <split>}}")
+        for j, t in enumerate(raw_tasks):
+            wt = f"{w}.tasks[{j}]"
+            if not isinstance(t, dict) or "test" not in t:
+                raise ConfigError(f"{wt} must be a mapping with 'test' (and usually 'train')")
+            _no_unknown(t, TASK_KEYS, wt)
+            train = str(t["train"]) if t.get("train") else None
+            test = str(t["test"])
+            for split in (train, test, *extra):
+                if split is not None and known is not None and split not in known:
+                    raise ConfigError(f"{wt}: {name} has no split {split!r}; its splits are {', '.join(known)}")
+            if train is not None and (train == test or train in extra):
+                raise ConfigError(f"{wt}: split {train!r} is both trained on and scored; a model must never be scored on its training images")
+            task = TaskSpec(ds_id, name, train, test, tuple(s for s in extra if s != test))
+            if any(x.key == task.key for x in tasks):
+                raise ConfigError(f"{wt}: task {task.key} is listed twice")
+            tasks.append(task)
+    return tasks
+
+
+def _methods(value: Any, seeds: tuple[int, ...], dataset_ids: set[str], where: str) -> list[MethodSpec]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: 'methods' must be a non-empty list")
+    methods: list[MethodSpec] = []
+    for i, entry in enumerate(value):
+        w = f"{where}: methods[{i}]"
+        if not isinstance(entry, dict) or "name" not in entry or "type" not in entry:
+            raise ConfigError(f"{w} must be a mapping with 'name' and 'type' ({', '.join(METHOD_TYPES)})")
+        mtype = str(entry["type"])
+        if mtype not in METHOD_TYPES:
+            raise ConfigError(f"{w}: unknown type {mtype!r}; use one of {', '.join(METHOD_TYPES)}")
+        _no_unknown(entry, METHOD_KEYS[mtype], w)
+        name = str(entry["name"])
+        if not NAME_RE.match(name):
+            raise ConfigError(f"{w}: name {name!r} must be folder-safe (letters, digits, . _ + -)")
+        if any(m.name == name for m in methods):
+            raise ConfigError(f"{w}: method name {name!r} is used twice")
+        if mtype in ("sod", "sam") and not entry.get("model"):
+            raise ConfigError(f"{w}: a {mtype} method needs 'model' (e.g. {'litenet' if mtype == 'sod' else 'vit_h'})")
+        if mtype == "sam" and not entry.get("select"):
+            raise ConfigError(f"{w}: a sam method needs 'select' (a mask-selection strategy, e.g. oracle)")
+        if mtype == "maps" and not (entry.get("path") or entry.get("paths")):
+            raise ConfigError(f"{w}: a maps method needs 'path' (may use {{dataset}}, {{split}}) or 'paths' per dataset id")
+        if mtype == "maps" and entry.get("paths") is not None and not isinstance(entry["paths"], dict):
+            raise ConfigError(f"{w}: 'paths' must map dataset ids to folders")
+        for key in ("train", "predict", "amg", "model_args", "select_args"):
+            if entry.get(key) is not None and not isinstance(entry[key], dict):
+                raise ConfigError(f"{w}: {key!r} must be a mapping of settings")
+        trained = mtype == "sod" and not entry.get("checkpoint")
+        default_seeds = seeds if trained else (0,)
+        m_seeds = _seeds(entry["seeds"], f"{w}: 'seeds'") if "seeds" in entry else default_seeds
+        ds = entry.get("datasets")
+        if ds is not None:
+            if not isinstance(ds, list) or not all(isinstance(d, str) for d in ds):
+                raise ConfigError(f"{w}: 'datasets' must be a list of dataset ids")
+            unknown = [d for d in ds if d not in dataset_ids]
+            if unknown:
+                raise ConfigError(f"{w}: dataset {unknown[0]!r} is not among the config's datasets ({', '.join(sorted(dataset_ids))})")
+            ds = tuple(ds)
+        options = {k: v for k, v in entry.items() if k not in ("name", "type", "seeds", "datasets")}
+        methods.append(MethodSpec(name, mtype, options, m_seeds, ds))
+    return methods
+
+
+def _speed(value: Any, method_names: set[str], where: str) -> SpeedSpec | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: 'speed' must be a mapping (device, image_size, methods, sam_mode)")
+    w = f"{where}: speed"
+    _no_unknown(value, SPEED_KEYS, w)
+    methods = value.get("methods")
+    if methods is not None:
+        if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+            raise ConfigError(f"{w}: 'methods' must be a list of method names")
+        unknown = [m for m in methods if m not in method_names]
+        if unknown:
+            raise ConfigError(f"{w}: method {unknown[0]!r} is not among the config's methods")
+        methods = tuple(methods)
+    mode = str(value.get("sam_mode", "encoder"))
+    if mode not in ("encoder", "amg"):
+        raise ConfigError(f"{w}: 'sam_mode' must be encoder or amg")
+    size = value.get("image_size", 352)
+    if not isinstance(size, int) or size < 32:
+        raise ConfigError(f"{w}: 'image_size' must be an integer >= 32")
+    device = str(value.get("device", "auto"))
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"{w}: 'device' must be auto, cpu or cuda")
+    return SpeedSpec(device, size, methods, mode, float(value.get("max_seconds", 10.0)))

@@ -1,0 +1,80 @@
+"""The job matrix: an experiment config expanded into (task × method × seed) jobs plus speed measurements."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from defectbench.bench.config import ExperimentConfig, MethodSpec, SpeedSpec, TaskSpec, spec_hash
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: score ``method`` (seed ``seed``) on ``task``; or, with ``kind='speed'``, time the method."""
+
+    method: MethodSpec
+    seed: int = 0
+    task: TaskSpec | None = None
+    kind: str = "eval"
+    speed: SpeedSpec | None = None
+
+    @property
+    def id(self) -> str:
+        """The job's id, also its folder under the experiment: ``<dataset>-<split>/<method>/seed<k>``."""
+        if self.kind == "speed":
+            return f"speed/{speed_key(self.method)}"
+        assert self.task is not None
+        return f"{self.task.key}/{self.method.name}/seed{self.seed}"
+
+    def spec(self) -> dict[str, Any]:
+        """Return everything that determines the job's result, as JSON-able data."""
+        out: dict[str, Any] = {"kind": self.kind, "method": {"name": self.method.name, "type": self.method.type,
+                                                             "options": self.method.options}}
+        if self.kind == "speed":
+            out["speed"] = asdict(self.speed) if self.speed else None
+        else:
+            out["task"] = asdict(self.task) if self.task else None
+            out["seed"] = self.seed
+        return out
+
+    def spec_hash(self) -> str:
+        """Return the hash of :meth:`spec`; a finished job whose hash changed was made with other settings."""
+        return spec_hash(self.spec())
+
+    def run_dir(self, experiment_dir: Path) -> Path:
+        """Return the job's folder: ``runs/<experiment>/<dataset>-<split>/<method>/seed<k>/``."""
+        return Path(experiment_dir) / self.id
+
+
+def speed_methods(config: ExperimentConfig) -> list[MethodSpec]:
+    """Return the methods whose speed the config measures (all methods with a model unless listed)."""
+    if config.speed is None:
+        return []
+    if config.speed.methods is not None:
+        return [config.method(n) for n in config.speed.methods if config.method(n).type != "maps"]
+    return [m for m in config.methods if m.type != "maps"]
+
+
+def expand_jobs(config: ExperimentConfig) -> list[Job]:
+    """Expand a config into its job matrix, ordered task by task (cheap methods first within a task)."""
+    jobs: list[Job] = []
+    order = {"maps": 0, "sod": 1, "sam": 2}
+    for task in config.tasks:
+        methods = sorted((m for m in config.methods if m.applies_to(task.dataset_id)), key=lambda m: order[m.type])
+        for method in methods:
+            for seed in method.seeds:
+                jobs.append(Job(method, seed, task))
+    seen: set[str] = set()
+    for method in speed_methods(config):
+        key = speed_key(method)
+        if key in seen:
+            continue
+        seen.add(key)
+        jobs.append(Job(method, 0, None, "speed", config.speed))
+    return jobs
+
+
+def speed_key(method: MethodSpec) -> str:
+    """Return the model a speed job measures, ``<type>-<model>`` (SAM selections share their model's speed)."""
+    return f"{method.type}-{method.options.get('model')}"

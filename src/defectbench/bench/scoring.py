@@ -1,0 +1,81 @@
+"""Scoring a job's maps: one :class:`~defectbench.bench.store.ImageRow` per image (split, role, class, metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from defectbench.bench.blob import scores_to_fields
+from defectbench.bench.store import ImageRow
+from defectbench.data.imageio import list_images, read_gray8
+from defectbench.data.sample import Sample
+from defectbench.errors import DataError
+
+# a map pixel counts as "defect" above 0.5: 8-bit values >= 128 (128 / 255 > 0.5 > 127 / 255)
+DEFECT_U8 = 128
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """An image to score: the sample, the split it belongs to, and its role in the job (test, extra, train)."""
+
+    sample: Sample
+    split: str
+    role: str
+
+
+def index_maps(folder: str | Path) -> dict[str, Path]:
+    """Map each image stem of a folder of saliency maps to its file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: maps folder not found")
+    out: dict[str, Path] = {}
+    for p in list_images(folder):
+        if p.stem in out:
+            raise DataError(f"{folder}: two maps share the stem {p.stem!r} ({out[p.stem].name}, {p.name}); keep one")
+        out[p.stem] = p
+    return out
+
+
+def read_map(path: Path, shape: tuple[int, int], resize: bool) -> np.ndarray:
+    """Read a saliency map as ``HxW`` uint8 of the ground truth's shape (resized only when asked)."""
+    pred, _ = read_gray8(path)
+    if pred.shape != shape:
+        if not resize:
+            raise DataError(f"{path}: map is {pred.shape[1]}x{pred.shape[0]} but its ground truth is {shape[1]}x{shape[0]};"
+                            " write maps at image size or set `resize: true` for this method")
+        pred = cv2.resize(pred, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return pred
+
+
+def score_item(job_id: str, item: EvalItem, map_path: Path, resize: bool = False) -> ImageRow:
+    """Score one map against its sample's ground truth."""
+    from defectbench.metrics.core import score_image
+
+    gt = item.sample.mask()
+    pred = read_map(map_path, gt.shape, resize)
+    fields = scores_to_fields(score_image(pred, gt))
+    hi = pred >= DEFECT_U8
+    return ImageRow(job_id, item.sample.id, item.split, item.role, item.sample.defect_class, fields,
+                    pred_area=float(hi.mean()), pred_any=bool(hi.any()), gt_area=float(gt.mean()),
+                    height=int(gt.shape[0]), width=int(gt.shape[1]), map_path=map_path.name,
+                    image_path=str(Path(item.sample.image_path).resolve()),
+                    mask_path=str(Path(item.sample.mask_path).resolve()) if item.sample.mask_path else None)
+
+
+def score_items(job_id: str, items: Sequence[EvalItem], maps: dict[str, Path], resize: bool = False,
+                advance: Callable[[int], None] | None = None) -> list[ImageRow]:
+    """Score every item whose map is in ``maps`` (stem -> file); missing maps are an error."""
+    missing = [it.sample.id for it in items if it.sample.id not in maps]
+    if missing:
+        raise DataError(f"no map for {len(missing)} of {len(items)} images (first: {missing[0]})")
+    rows = []
+    for it in items:
+        rows.append(score_item(job_id, it, maps[it.sample.id], resize))
+        if advance is not None:
+            advance(1)
+    return rows

@@ -1,0 +1,180 @@
+"""Efficiency (the paper's Table 7): parameters, model size and batch-1 frames per second of any method's model.
+
+Definitions:
+
+* ``params_m`` — trainable and frozen parameters, in millions;
+* ``model_mb`` — size of the fp32 state dict in MB of 10^6 bytes (floating tensors at 4 bytes; the paper's
+  convention, MB ≈ 4 × M parameters);
+* ``fps`` — images per second at batch size 1 after warm-up, ``torch.inference_mode``, random weights (speed
+  does not depend on the weights' values) and a random input of ``image_size`` x ``image_size``; the number of
+  timed iterations adapts to the model's speed (at least one, until ``max_seconds`` have passed).
+
+For SAM ``what`` says what was timed: ``encoder`` (the image encoder at SAM's 1024 x 1024 input) or ``amg``
+(encoder plus automatic mask generation's 32 x 32 point grid on a ``image_size`` image — the paper's setting).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from defectbench.bench.config import MethodSpec
+from defectbench.bench.store import SpeedRecord
+from defectbench.errors import DefectbenchError
+
+SAM_INPUT = 1024
+SAM_VARIANTS = ("vit_b", "vit_l", "vit_h")
+
+
+def count_parameters(model: Any) -> float:
+    """Return the number of parameters in millions."""
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def state_dict_mb(model: Any) -> float:
+    """Return the fp32 state-dict size in MB (10^6 bytes)."""
+    total = 0
+    for t in model.state_dict().values():
+        total += t.numel() * (4 if t.is_floating_point() else t.element_size())
+    return total / 1e6
+
+
+def time_calls(fn: Callable[[], Any], device: str, max_seconds: float = 10.0, max_iters: int = 50,
+               warmup: int = 2) -> tuple[float, int, float]:
+    """Time ``fn`` after warm-up; return ``(calls per second, timed calls, seconds timed)``.
+
+    Warm-up runs ``warmup`` calls, or a single one when that call alone takes more than a third of the budget;
+    then calls are timed until ``max_seconds`` pass (at least one, at most ``max_iters``).
+    """
+    sync = _synchronizer(device)
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    first = time.perf_counter() - t0
+    if first < max_seconds / 3:
+        for _ in range(warmup - 1):
+            fn()
+        sync()
+    iters, start = 0, time.perf_counter()
+    while True:
+        fn()
+        sync()
+        iters += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= max_seconds or iters >= max_iters:
+            break
+        if iters >= 1 and elapsed / iters * (iters + 1) > max_seconds * 1.5:
+            break
+    return iters / elapsed, iters, elapsed
+
+
+def _synchronizer(device: str) -> Callable[[], None]:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def build_random_saliency(model: str, model_kwargs: dict[str, Any] | None = None) -> Any:
+    """Build a registered saliency model with random weights (no pretrained download or file)."""
+    from defectbench.train.checkpoint import build_model
+
+    return build_model(model, dict(model_kwargs or {}), pretrained=False)
+
+
+def build_random_sam(variant: str) -> Any:
+    """Build a SAM model (``vit_b``, ``vit_l``, ``vit_h``) with random weights."""
+    if variant not in SAM_VARIANTS:
+        raise DefectbenchError(f"unknown SAM variant {variant!r} for speed measurement; use {', '.join(SAM_VARIANTS)}")
+    from segment_anything import sam_model_registry
+
+    return sam_model_registry[variant](checkpoint=None)
+
+
+def measure_saliency(model: str, device: str = "cpu", image_size: int = 352, max_seconds: float = 10.0,
+                     model_kwargs: dict[str, Any] | None = None, method: str | None = None,
+                     job_id: str | None = None) -> SpeedRecord:
+    """Measure a registered saliency model: parameters, MB, FPS at batch 1 on ``device``."""
+    import torch
+
+    from defectbench.runtime import device_description
+
+    net = build_random_saliency(model, model_kwargs).to(device).eval()
+    x = torch.randn(1, 3, image_size, image_size, device=device)
+
+    @torch.inference_mode()
+    def call() -> None:
+        net(x)
+
+    fps, iters, secs = time_calls(call, device, max_seconds)
+    return SpeedRecord(job_id or f"speed/sod-{model}", method or model, model, "forward", device,
+                       device_description(device), image_size, count_parameters(net), state_dict_mb(net), fps, iters,
+                       secs, time.time())
+
+
+def measure_sam(variant: str, device: str = "cpu", mode: str = "encoder", image_size: int = 352,
+                max_seconds: float = 10.0, method: str | None = None, job_id: str | None = None) -> SpeedRecord:
+    """Measure SAM with random weights: the image encoder alone, or encoder plus automatic mask generation."""
+    import numpy as np
+    import torch
+
+    from defectbench.runtime import device_description
+
+    sam = build_random_sam(variant).to(device).eval()
+    if mode == "encoder":
+        x = torch.randn(1, 3, SAM_INPUT, SAM_INPUT, device=device)
+
+        @torch.inference_mode()
+        def call() -> None:
+            sam.image_encoder(x)
+
+        size = SAM_INPUT
+    elif mode == "amg":
+        from segment_anything import SamAutomaticMaskGenerator
+
+        generator = SamAutomaticMaskGenerator(sam)
+        rng = np.random.default_rng(0)
+        image = rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
+
+        @torch.inference_mode()
+        def call() -> None:
+            generator.generate(image)
+
+        size = image_size
+    else:
+        raise DefectbenchError(f"unknown SAM timing mode {mode!r}; use encoder or amg")
+    fps, iters, secs = time_calls(call, device, max_seconds, warmup=1)
+    return SpeedRecord(job_id or f"speed/sam-{variant}", method or f"sam-{variant}", variant, mode, device,
+                       device_description(device), size, count_parameters(sam), state_dict_mb(sam), fps, iters, secs,
+                       time.time())
+
+
+def measure_method(method: MethodSpec, device: str = "cpu", image_size: int = 352, sam_mode: str = "encoder",
+                   max_seconds: float = 10.0, job_id: str | None = None) -> SpeedRecord:
+    """Measure the model behind a configured method (sod or sam)."""
+    model = str(method.options.get("model"))
+    if method.type == "sod":
+        return measure_saliency(model, device, image_size, max_seconds, method.options.get("model_args"),
+                                method=method.name, job_id=job_id)
+    if method.type == "sam":
+        return measure_sam(model, device, sam_mode, image_size, max_seconds, method=method.name, job_id=job_id)
+    raise DefectbenchError(f"method {method.name} ({method.type}) has no model to time")
+
+
+def measure_named(name: str, device: str = "cpu", image_size: int = 352, sam_mode: str = "encoder",
+                  max_seconds: float = 10.0) -> SpeedRecord:
+    """Measure a model given by name: a registered saliency model, or ``sam-vit_b|vit_l|vit_h``."""
+    if name.startswith("sam-") or name in SAM_VARIANTS:
+        variant = name.removeprefix("sam-")
+        return measure_sam(variant, device, sam_mode, image_size, max_seconds)
+    return measure_saliency(name, device, image_size, max_seconds)
+
+
+def available_models() -> list[str]:
+    """Return every model name :func:`measure_named` accepts."""
+    import defectbench.methods.saliency  # noqa: F401 - registers the models
+    from defectbench.methods.saliency import list_models
+
+    return [*list_models(), *(f"sam-{v}" for v in SAM_VARIANTS)]

@@ -1,0 +1,63 @@
+"""The state of an experiment's job matrix: done / running / interrupted / failed / skipped / pending, and time spent."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from defectbench.bench.lock import runner_active
+from defectbench.bench.runner import STORE_NAME
+from defectbench.bench.store import JobRecord, ResultsStore
+
+
+@dataclass
+class ExperimentStatus:
+    """Jobs of an experiment with their effective state (``running`` only while a runner holds the lock)."""
+
+    experiment_dir: Path
+    jobs: list[JobRecord]
+    states: dict[str, str]
+    active: bool
+    seconds_spent: float
+    n_images: int
+
+    def counts(self) -> Counter:
+        """Return how many jobs are in each state."""
+        return Counter(self.states.values())
+
+
+def experiment_status(experiment_dir: str | Path) -> ExperimentStatus:
+    """Read an experiment's store and say where each job stands."""
+    exp = Path(experiment_dir)
+    with ResultsStore(exp / STORE_NAME, readonly=True) as store:
+        jobs = store.jobs()
+        n_images = store.count_images()
+    active = runner_active(exp)
+    states: dict[str, str] = {}
+    spent = 0.0
+    now = time.time()
+    for j in jobs:
+        state = j.status
+        if state == "running":
+            if active:
+                spent += max(0.0, now - (j.started or now))
+            else:
+                state = "interrupted"
+        states[j.job_id] = state
+        if j.status != "running" and j.seconds:
+            spent += j.seconds
+    return ExperimentStatus(exp, jobs, states, active, spent, n_images)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """Return a short human duration (``42 s``, ``3 min 05 s``, ``2 h 10 min``)."""
+    if seconds is None:
+        return ""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"

@@ -1,0 +1,140 @@
+"""``defectbench run | status | speed``: run an experiment matrix, show where it stands, time models."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from defectbench.cli.common import add_data_root, console, err_console
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``run``, ``status`` and ``speed`` verbs."""
+    p = sub.add_parser("run", help="run an experiment config's job matrix (resumable; finished jobs are kept)")
+    p.add_argument("config", help="experiment YAML, e.g. configs/quick.yaml")
+    p.add_argument("--runs-dir", default="runs", help="where experiments live (default: runs/)")
+    add_data_root(p)
+    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="override the config's device")
+    p.add_argument("--only", action="append", metavar="GLOB",
+                   help="run only jobs whose id matches (e.g. 'mt-*/litenet/*'); repeatable")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="recompute finished jobs whose settings in the config changed (else that is an error)")
+    p.add_argument("--dry-run", action="store_true", help="list the job matrix and exit")
+    p.add_argument("--report", action="store_true", help="write the report when the run ends")
+    p.set_defaults(func=run)
+
+    s = sub.add_parser("status", help="show an experiment's job matrix: done / running / failed / pending, time spent")
+    s.add_argument("experiment", help="experiment folder, e.g. runs/quick")
+    s.add_argument("--all", action="store_true", help="list every job (default: a summary plus unfinished jobs)")
+    s.set_defaults(func=status)
+
+    t = sub.add_parser("speed", help="measure parameters, model size and batch-1 FPS (the paper's Table 7)")
+    t.add_argument("models", nargs="*",
+                   help="saliency model names and/or sam-vit_b, sam-vit_l, sam-vit_h (default: every saliency model)")
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to time (default: auto)")
+    t.add_argument("--image-size", type=int, default=352, help="input size of saliency models (default: 352)")
+    t.add_argument("--sam-mode", default="encoder", choices=("encoder", "amg"),
+                   help="SAM: time the image encoder alone or encoder + automatic mask generation")
+    t.add_argument("--max-seconds", type=float, default=10.0, help="timing budget per model (default: 10)")
+    t.add_argument("--store", metavar="EXPERIMENT", help="also store the numbers in this experiment (runs/<name>) for its report")
+    t.add_argument("--json", help="write the measurements to this JSON file")
+    t.set_defaults(func=speed)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or resume) an experiment."""
+    from defectbench.bench import expand_jobs, load_config, run_experiment
+
+    config = load_config(args.config)
+    if args.dry_run:
+        jobs = expand_jobs(config)
+        for job in jobs:
+            console.print(job.id, highlight=False)
+        console.print(f"{len(jobs)} jobs in {Path(args.runs_dir) / config.experiment}", highlight=False)
+        return 0
+    err_console.print(f"experiment {config.experiment}: {len(expand_jobs(config))} jobs in "
+                      f"{Path(args.runs_dir) / config.experiment}", highlight=False)
+    summary = run_experiment(config, args.runs_dir, data_root=args.data_root, device=args.device, only=args.only,
+                             rerun_changed=args.rerun_changed, progress=err_console.is_terminal,
+                             log=lambda line: err_console.print(line, highlight=False, markup=False))
+    from defectbench.bench.status import format_seconds
+
+    console.print(f"{len(summary.done)} done now, {len(summary.already_done)} already done, "
+                  f"{len(summary.skipped)} skipped, {len(summary.failed)} failed in {format_seconds(summary.seconds)}",
+                  highlight=False)
+    for job_id, msg in summary.failed.items():
+        console.print(f"[red]failed[/] {job_id}: {msg}", highlight=False)
+    if args.report:
+        from defectbench.report import write_report
+
+        index = write_report(summary.experiment_dir)
+        console.print(f"report: {index}", highlight=False)
+    else:
+        console.print(f"next: defectbench report {summary.experiment_dir}", highlight=False)
+    return 1 if summary.failed else 0
+
+
+def status(args: argparse.Namespace) -> int:
+    """Print the job matrix of an experiment."""
+    from rich.table import Table
+
+    from defectbench.bench import experiment_status
+    from defectbench.bench.status import format_seconds
+
+    st = experiment_status(args.experiment)
+    colours = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "skipped": "magenta",
+               "pending": "white"}
+    table = Table(title=f"{st.experiment_dir} — {'a runner is active' if st.active else 'no runner active'}")
+    for col in ("job", "state", "time", "images", "note"):
+        table.add_column(col, overflow="fold")
+    for job in st.jobs:
+        state = st.states[job.job_id]
+        if not args.all and state == "done":
+            continue
+        note = job.error or ""
+        if state == "running":
+            note = f"pid {job.pid} on {job.host}"
+        table.add_row(job.job_id, f"[{colours.get(state, 'white')}]{state}[/]", format_seconds(job.seconds),
+                      str(job.n_images or ""), note)
+    if table.row_count:
+        console.print(table)
+    counts = st.counts()
+    parts = [f"{counts.get(k, 0)} {k}" for k in ("done", "running", "interrupted", "failed", "skipped", "pending") if counts.get(k)]
+    console.print(f"{len(st.jobs)} jobs: {', '.join(parts)}; {st.n_images} image rows; time spent "
+                  f"{format_seconds(st.seconds_spent)}", highlight=False)
+    if counts.get("interrupted"):
+        console.print("interrupted jobs run again with the same `defectbench run <config>`", highlight=False)
+    return 0
+
+
+def speed(args: argparse.Namespace) -> int:
+    """Measure models and print (and optionally store) Table 7's numbers."""
+    from rich.table import Table
+
+    from defectbench.atomic import atomic_write_json
+    from defectbench.bench.speed import available_models, measure_named
+    from defectbench.runtime import resolve_device
+
+    device = resolve_device(args.device)
+    names = args.models or [m for m in available_models() if not m.startswith("sam-")]
+    records = []
+    for name in names:
+        err_console.print(f"timing {name} on {device} …", highlight=False)
+        records.append(measure_named(name, device, args.image_size, args.sam_mode, args.max_seconds))
+    table = Table(title=f"speed on {records[0].device_desc if records else device}")
+    for col in ("model", "what", "input", "params (M)", "size (MB)", "FPS (batch 1)", "timed"):
+        table.add_column(col, justify="right" if col not in ("model", "what") else "left")
+    for r in records:
+        table.add_row(r.model, r.what, f"{r.image_size}", f"{r.params_m:.1f}", f"{r.model_mb:.1f}", f"{r.fps:.2f}",
+                      f"{r.iters} in {r.seconds:.1f} s")
+    console.print(table)
+    if args.json:
+        atomic_write_json(args.json, [r.__dict__ for r in records])
+    if args.store:
+        from defectbench.bench import STORE_NAME, ResultsStore
+
+        with ResultsStore(Path(args.store) / STORE_NAME) as store:
+            for r in records:
+                store.put_speed(r)
+        console.print(f"stored in {Path(args.store) / STORE_NAME}", highlight=False)
+    return 0

@@ -1,0 +1,143 @@
+"""``defectbench train`` and ``defectbench predict``: thin wrappers over :mod:`defectbench.train`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from defectbench.cli.common import add_data_root, add_device, console, err_console
+from defectbench.errors import ConfigError
+
+# CLI flag (dest) -> TrainConfig field, for the options a user gives explicitly
+_FLAG_FIELDS = {
+    "dataset": "dataset", "split": "split", "epochs": "epochs", "batch": "batch", "size": "size", "seed": "seed",
+    "lr": "lr", "optimizer": "optimizer", "schedule": "schedule", "weight_decay": "weight_decay",
+    "warmup_epochs": "warmup_epochs", "val_fraction": "val_fraction", "select_metric": "select_metric",
+    "loss": "loss", "threads": "threads", "limit": "limit", "backbone_weights": "backbone_weights",
+    "data_root": "data_root",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train`` and ``predict`` verbs."""
+    p = sub.add_parser("train", help="train a saliency model (resumable; best/last checkpoints and run.json in --out)")
+    p.add_argument("--model", required=True, help="registered model name (litenet, edrnet, cpd, f3net, ...)")
+    p.add_argument("--dataset", default=None, help="dataset to train on (default sd900)")
+    p.add_argument("--split", default=None, help="training split (default train; MT: 1to1-train or 7to3-train)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--size", type=int, default=None, help="square input size, divisible by 32 (default 224)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", required=True, help="run folder (best.pt, last.pt, run.json, train.log)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--config", help="YAML file of training options (keys of TrainConfig); flags override it")
+    p.add_argument("--model-args", default=None, help='JSON dict of model keyword arguments, e.g. \'{"variant": 1}\'')
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--optimizer", choices=("adamw", "adam", "sgd"), default=None)
+    p.add_argument("--schedule", choices=("cosine", "poly", "step", "constant", "triangle"), default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--warmup-epochs", type=float, default=None)
+    p.add_argument("--loss", default=None, help="loss name (default: the model's paper loss)")
+    p.add_argument("--val-fraction", type=float, default=None, help="held-out part of the training split (default 0.1)")
+    p.add_argument("--select-metric", choices=("S_alpha", "MAE", "weighted_F"), default=None,
+                   help="validation metric that picks best.pt (default S_alpha)")
+    p.add_argument("--backbone-weights", default=None, help="local ImageNet weights file of the backbone")
+    p.add_argument("--no-pretrained", action="store_true",
+                   help="train the backbone from scratch (no ImageNet weights; recorded in run.json)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training images (smoke tests)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per epoch only)")
+    add_data_root(p)
+    add_device(p)
+    p.set_defaults(func=run_train, device=None)
+
+    q = sub.add_parser("predict", help="write 8-bit saliency maps (one PNG per image, image's own size)")
+    src = q.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint written by `defectbench train` (best.pt or last.pt)")
+    src.add_argument("--weights", help="weights shipped in the package: sd900 or mt (needs --model)")
+    q.add_argument("--model", default=None, help="model name (required with --weights; checked against --checkpoint)")
+    inp = q.add_mutually_exclusive_group(required=True)
+    inp.add_argument("--input", help="folder of images")
+    inp.add_argument("--dataset", help="predict the images of a dataset split instead (with --split)")
+    q.add_argument("--split", default="test", help="split of --dataset (default test)")
+    q.add_argument("--out", required=True, help="folder for the maps")
+    q.add_argument("--batch", type=int, default=8)
+    q.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    add_data_root(q)
+    add_device(q)
+    q.set_defaults(func=run_predict)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from defectbench.train.config import load_config_file
+
+    out: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    for flag, name in _FLAG_FIELDS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            out[name] = value
+    if args.model_args:
+        try:
+            kwargs = json.loads(args.model_args)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--model-args is not valid JSON ({exc.msg})") from None
+        if not isinstance(kwargs, dict):
+            raise ConfigError("--model-args must be a JSON object, e.g. '{\"variant\": 1}'")
+        out["model_kwargs"] = kwargs
+    if args.no_pretrained:
+        out["pretrained"] = False
+    if args.device is not None:
+        out["device"] = args.device
+    return out
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train (or resume) and print where the checkpoints are."""
+    from pathlib import Path
+
+    from defectbench.train import TrainConfig, train_model
+
+    cfg = TrainConfig.for_model(args.model, _overrides(args), source=args.config or "command line")
+    if not cfg.pretrained:
+        err_console.print("note: --no-pretrained: the backbone starts from random weights (recorded in run.json)")
+    log_path = Path(args.out) / "train.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        console.print(msg, highlight=False)
+        with open(log_path, "a") as fh:
+            fh.write(msg + "\n")
+
+    result = train_model(cfg, out_dir=args.out, resume=args.resume, progress=not args.no_progress, log=log)
+    best = ", ".join(f"{k} {v:.4f}" for k, v in result.best_scores.items())
+    console.print(f"best epoch {result.best_epoch} (validation {best}); checkpoints: {result.best_checkpoint}, "
+                  f"{result.last_checkpoint}", highlight=False)
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Predict maps for a folder or a dataset split."""
+    import torch
+
+    from defectbench.errors import DefectbenchError
+    from defectbench.runtime import resolve_device
+    from defectbench.train import SaliencyPredictor, predict_folder, predict_paths
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if args.weights:
+        if not args.model:
+            raise DefectbenchError("--weights needs --model (e.g. --model litenet --weights sd900)")
+        predictor = SaliencyPredictor.from_shipped(args.model, args.weights, device=device)
+    else:
+        predictor = SaliencyPredictor.from_checkpoint(args.checkpoint, expected_model=args.model, device=device)
+    if args.dataset:
+        from defectbench.data import load_dataset
+
+        samples = load_dataset(args.dataset, args.data_root).split(args.split)
+        written = predict_paths(predictor, [s.image_path for s in samples], args.out, batch=args.batch)
+    else:
+        written = predict_folder(predictor, args.input, args.out, batch=args.batch)
+    console.print(f"wrote {len(written)} maps to {args.out} ({predictor.name}, input size {predictor.size})", highlight=False)
+    return 0

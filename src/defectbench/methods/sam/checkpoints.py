@@ -1,0 +1,269 @@
+"""Finding, checking, hashing and loading official SAM-family checkpoints.
+
+Where a checkpoint is looked for: ``--checkpoint PATH`` (``checkpoint=`` here), else
+``$DEFECTBENCH_CHECKPOINTS/<official file name>``. Nothing is ever downloaded.
+
+Every failure is one :class:`~defectbench.errors.CheckpointError` line naming the file and what to do:
+a missing file (with the download address), a truncated or corrupt file, or a file of another model
+(``sam_vit_b`` weights given for ``vit_h`` is recognised and named). The keys and shapes are checked
+against the official architecture built on the ``meta`` device *before* the real model is built, so a
+wrong file fails in a second even for ViT-H.
+
+The SHA-256 of a checkpoint keys the proposal cache; it is computed once per file and remembered in
+``<cache root>/checkpoint_hashes.json`` (keyed by path, size and modification time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from defectbench.atomic import atomic_write_json
+from defectbench.errors import CheckpointError
+from defectbench.methods.sam.registry import MODELS, ModelSpec, get_spec
+from defectbench.paths import CHECKPOINTS_ENV, checkpoints_dir
+
+RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Where a model's weights come from: a file (with its hash) or random initialisation (``path is None``)."""
+
+    model: str
+    path: Path | None
+    sha256: str
+    official: bool | None
+
+    @property
+    def label(self) -> str:
+        """A short human label: the file name or ``random (seed N)``."""
+        return self.path.name if self.path else f"random weights ({self.sha256})"
+
+
+def candidate_path(spec: ModelSpec, checkpoint: str | os.PathLike | None = None) -> Path | None:
+    """Return the path a checkpoint would be read from (explicit path, else the checkpoints folder), or None."""
+    if checkpoint is not None:
+        return Path(checkpoint).expanduser()
+    folder = checkpoints_dir()
+    return folder / spec.file_name if folder else None
+
+
+def locate(model: str, checkpoint: str | os.PathLike | None = None) -> Path:
+    """Return the checkpoint file of ``model``; a missing file is a one-line error with the download address."""
+    spec = get_spec(model)
+    path = candidate_path(spec, checkpoint)
+    if path is None:
+        raise CheckpointError(
+            f"no checkpoint for {spec.name}: pass --checkpoint PATH or set ${CHECKPOINTS_ENV} to the folder holding "
+            f"{spec.file_name} (download: {spec.url})"
+        )
+    if path.is_dir():
+        path = path / spec.file_name
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; download {spec.file_name} from {spec.url}")
+    return path
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Return the SHA-256 hex digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cached_sha256(path: str | os.PathLike, cache_root: str | os.PathLike | None = None) -> str:
+    """Return a file's SHA-256, reusing the value remembered for the same path, size and modification time."""
+    from defectbench.methods.sam.proposals import default_cache_dir
+
+    path = Path(path).resolve()
+    st = path.stat()
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    store = Path(cache_root) if cache_root else default_cache_dir()
+    memo_file = store / "checkpoint_hashes.json"
+    memo: dict[str, str] = {}
+    if memo_file.is_file():
+        try:
+            memo = json.loads(memo_file.read_text())
+        except (OSError, ValueError):
+            memo = {}
+    if key not in memo:
+        memo[key] = file_sha256(path)
+        try:
+            atomic_write_json(memo_file, memo)
+        except OSError:
+            pass  # a read-only cache only costs a re-hash next time
+    return memo[key]
+
+
+def read_state_dict(path: Path, spec: ModelSpec) -> dict[str, Any]:
+    """Read a checkpoint file into a state dict (tensors on CPU); truncated or foreign files are clear errors."""
+    import torch
+
+    size = path.stat().st_size
+    hint = f" (official size {spec.size} bytes, this file {size})" if spec.size and spec.size != size else ""
+    if size == 0:
+        raise CheckpointError(f"{path}: file is empty; download {spec.file_name} again from {spec.url}")
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint, probably truncated or corrupt{hint} ({first[:120]}); "
+            f"download {spec.file_name} again from {spec.url}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - unpickling errors of foreign files have many types
+        raise CheckpointError(
+            f"{path}: not a {spec.title} checkpoint ({type(exc).__name__}: {str(exc)[:120]}); "
+            f"download {spec.file_name} from {spec.url}"
+        ) from None
+    if isinstance(obj, dict) and spec.state_key and isinstance(obj.get(spec.state_key), dict):
+        obj = obj[spec.state_key]
+    elif isinstance(obj, dict) and not spec.state_key and isinstance(obj.get("model"), dict) and \
+            not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        obj = obj["model"]  # a SAM 2 style wrapper around a SAM 1 state dict
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(
+            f"{path}: holds no state dict of tensors, so it is not a {spec.title} checkpoint; "
+            f"download {spec.file_name} from {spec.url}"
+        )
+    return obj
+
+
+def identify(state: dict[str, Any]) -> str | None:
+    """Guess which registered model a state dict belongs to from a few tell-tale parameter shapes."""
+    def shape(key: str) -> tuple[int, ...] | None:
+        t = state.get(key)
+        return tuple(t.shape) if t is not None else None
+
+    if (s := shape("image_encoder.patch_embed.proj.weight")) is not None:
+        return {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}.get(s[0])
+    if shape("image_encoder.patch_embed.seq.0.c.weight") is not None:
+        return "mobile_sam"
+    if (s := shape("image_encoder.trunk.patch_embed.proj.weight")) is not None:
+        n_blocks = len({k.split(".")[3] for k in state if k.startswith("image_encoder.trunk.blocks.")})
+        if s[0] == 96:
+            return "sam2.1_hiera_t" if n_blocks <= 12 else "sam2.1_hiera_s"
+        return {112: "sam2.1_hiera_b+", 144: "sam2.1_hiera_l"}.get(s[0])
+    return None
+
+
+def expected_layout(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Return the official architecture's state-dict keys and shapes (built on the meta device when possible)."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = spec.build()
+    except Exception:  # noqa: BLE001 - some builders (SAM 2's Hiera) need real tensors at construction
+        model = spec.build()
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_layout(spec: ModelSpec, state: dict[str, Any], path: Path) -> None:
+    """Raise a one-line CheckpointError unless ``state`` has exactly the keys and shapes of ``spec``'s model."""
+    expected = expected_layout(spec)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]
+    if not (missing or unexpected or wrong):
+        return
+    guess = identify(state)
+    if guess and guess != spec.name and guess in MODELS:
+        other = MODELS[guess]
+        raise CheckpointError(
+            f"{path}: this is a {other.title} checkpoint ({other.file_name}), not {spec.title}; "
+            f"run with --model {guess} or give the {spec.file_name} file"
+        )
+    detail = (f"{len(missing)} missing keys (first: {missing[0]})" if missing else
+              f"{len(unexpected)} unexpected keys (first: {unexpected[0]})" if unexpected else
+              f"{len(wrong)} shape mismatches (first: {wrong[0]} {tuple(state[wrong[0]].shape)} "
+              f"instead of {expected[wrong[0]]})")
+    raise CheckpointError(
+        f"{path}: does not match the {spec.title} architecture ({detail}); give the official {spec.file_name} "
+        f"({spec.url})"
+    )
+
+
+def load_model(model: str, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
+               random_seed: int | None = None, cache_root: str | os.PathLike | None = None) -> tuple[Any, CheckpointInfo]:
+    """Build ``model`` with the official weights (or random ones when ``random_seed`` is given) on ``device``.
+
+    Returns the model in eval mode and a :class:`CheckpointInfo` whose ``sha256`` keys the proposal cache
+    (``random-seed<N>`` for random weights).
+    """
+    import torch
+
+    spec = get_spec(model)
+    if random_seed is not None:
+        torch.manual_seed(random_seed)
+        net = spec.build()
+        return net.to(device).eval(), CheckpointInfo(spec.name, None, f"random-seed{random_seed}", None)
+    path = locate(spec.name, checkpoint)
+    state = read_state_dict(path, spec)
+    check_layout(spec, state, path)
+    net = spec.build()
+    net.load_state_dict(state, strict=True)
+    digest = cached_sha256(path, cache_root)
+    official = (digest == spec.sha256) if spec.sha256 else None
+    return net.to(device).eval(), CheckpointInfo(spec.name, path, digest, official)
+
+
+def checkpoint_identity(model: str, checkpoint: str | os.PathLike | None = None, random_seed: int | None = None,
+                        cache_root: str | os.PathLike | None = None) -> CheckpointInfo:
+    """Return the weights' identity (file and hash) without building the model, for cache look-ups."""
+    spec = get_spec(model)
+    if random_seed is not None:
+        return CheckpointInfo(spec.name, None, f"random-seed{random_seed}", None)
+    path = locate(spec.name, checkpoint)
+    digest = cached_sha256(path, cache_root)
+    return CheckpointInfo(spec.name, path, digest, (digest == spec.sha256) if spec.sha256 else None)
+
+
+def save_random_checkpoint(model: str, path: str | os.PathLike, seed: int = 0) -> Path:
+    """Write a randomly initialised ``model`` in the official file format (tests, smoke runs)."""
+    import torch
+
+    spec = get_spec(model)
+    torch.manual_seed(seed)
+    state = spec.build().state_dict()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({spec.state_key: state} if spec.state_key else state, path)
+    return path
+
+
+def status_rows(verify: bool = False, cache_root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Return one row per model for ``defectbench sam checkpoints``: file, URL, size, hash and whether found."""
+    folder = checkpoints_dir()
+    rows = []
+    for spec in MODELS.values():
+        if spec.url.startswith("(test"):
+            continue
+        path = folder / spec.file_name if folder else None
+        found = bool(path and path.is_file())
+        row: dict[str, Any] = {
+            "model": spec.name, "title": spec.title, "file": spec.file_name, "url": spec.url, "size": spec.size,
+            "sha256": spec.sha256, "found": found, "path": str(path) if found else None, "status": "missing",
+        }
+        if found:
+            size = path.stat().st_size
+            row["status"] = "found" if spec.size in (None, size) else f"size {size} differs"
+            if verify:
+                digest = cached_sha256(path, cache_root)
+                row["status"] = ("verified" if digest == spec.sha256 else
+                                 "found (no published hash)" if spec.sha256 is None else "sha256 differs")
+        rows.append(row)
+    return rows

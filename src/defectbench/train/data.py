@@ -1,0 +1,91 @@
+"""Training data: the held-out validation part of a training split, and an in-memory augmented sample set."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from defectbench.data import Sample, to_rgb
+from defectbench.errors import DataError
+from defectbench.methods.saliency.registry import IMAGENET_MEAN, IMAGENET_STD
+from defectbench.train.augment import AugmentParams, augment_pair, resize_pair, sample_rng
+
+
+def holdout_split(samples: Sequence[Sample], fraction: float, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+    """Split samples into (train, validation), stratified by defect class, ordered by a seeded hash.
+
+    Within each class the ids are sorted by ``sha256(f"{seed}:{id}")`` and the first
+    ``round(fraction * class size)`` (at least one when ``fraction > 0``) go to validation.
+    """
+    if fraction <= 0:
+        return list(samples), []
+    by_class: dict[str | None, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_class[s.defect_class].append(s)
+    val_ids: set[str] = set()
+    for members in by_class.values():
+        ranked = sorted(members, key=lambda s: hashlib.sha256(f"{seed}:{s.id}".encode()).hexdigest())
+        n_val = max(1, int(round(fraction * len(members)))) if len(members) > 1 else 0
+        val_ids.update(s.id for s in ranked[:n_val])
+    train = [s for s in samples if s.id not in val_ids]
+    val = [s for s in samples if s.id in val_ids]
+    if not train:
+        raise DataError("the validation fraction leaves no training images; lower --val-fraction")
+    return train, val
+
+
+def normalize(images_u8: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """Turn ``B x H x W x 3`` uint8 RGB arrays into a normalised ``B x 3 x H x W`` float tensor."""
+    x = torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+class LoadedSamples:
+    """Images (RGB uint8) and masks (float32 0/1) of a list of samples, read once and kept in memory."""
+
+    def __init__(self, samples: Sequence[Sample]) -> None:
+        self.samples = list(samples)
+        self.images = [to_rgb(s.image()) for s in self.samples]
+        self.masks = [s.mask().astype(np.float32) for s in self.samples]
+        for s, img, msk in zip(self.samples, self.images, self.masks):
+            if img.shape[:2] != msk.shape:
+                raise DataError(f"{s.image_path}: image is {img.shape[:2]}, its mask {msk.shape}; they must match")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def batch(self, indices: Sequence[int], epoch: int, seed: int, size: int,
+              params: AugmentParams | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (normalised images ``B x 3 x S x S``, masks ``B x 1 x S x S``); augmented unless ``params`` is None."""
+        imgs, msks = [], []
+        for i in indices:
+            if params is None:
+                img, msk = resize_pair(self.images[i], self.masks[i], size)
+            else:
+                img, msk = augment_pair(self.images[i], self.masks[i], size, sample_rng(seed, epoch, i), params)
+            imgs.append(img)
+            msks.append(msk)
+        return normalize(np.stack(imgs)), torch.from_numpy(np.stack(msks))[:, None]
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """Return the shuffled sample order of one epoch (a pure function of seed and epoch)."""
+    g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
+    return torch.randperm(n, generator=g).tolist()
+
+
+def data_hash(samples: Sequence[Sample]) -> str:
+    """Return a sha256 over the ids and file bytes of ``samples`` (images and masks), for run records."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(s.id.encode())
+        for path in (s.image_path, s.mask_path):
+            if path is not None:
+                h.update(path.read_bytes())
+    return h.hexdigest()

@@ -1,0 +1,119 @@
+"""Prediction with trained saliency models: images in, 8-bit maps at each image's own size out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from defectbench.data import to_rgb
+from defectbench.data.imageio import list_images, read_image, saliency_to_uint8, write_saliency_map
+from defectbench.errors import DataError
+from defectbench.methods.saliency.registry import IMAGENET_MEAN, IMAGENET_STD
+from defectbench.train.checkpoint import load_trained, shipped_weights_path
+from defectbench.train.data import normalize
+
+
+def prepare_batch(images: Sequence[np.ndarray], size: int, mean: Sequence[float] = IMAGENET_MEAN,
+                  std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """Resize images (as read: gray or RGB uint8) to ``size x size`` and normalise them into a batch tensor."""
+    rgb = [cv2.resize(to_rgb(img), (size, size), interpolation=cv2.INTER_LINEAR) for img in images]
+    return normalize(np.stack(rgb), mean, std)
+
+
+def logits_to_maps(logits: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """Upsample ``B x 1 x S x S`` logits bilinearly to each image's ``(h, w)`` and return float32 maps in [0, 1]."""
+    out = []
+    for i, (h, w) in enumerate(shapes):
+        lg = F.interpolate(logits[i:i + 1].float(), size=(h, w), mode="bilinear", align_corners=False)
+        out.append(torch.sigmoid(lg)[0, 0].cpu().numpy().astype(np.float32))
+    return out
+
+
+class SaliencyPredictor:
+    """A trained model as a :class:`defectbench.methods.base.Method`: ``predict(image) -> float map``."""
+
+    def __init__(self, model: nn.Module, size: int, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, name: str | None = None, device: str = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.size, self.mean, self.std, self.device = int(size), tuple(mean), tuple(std), device
+        self.name = name or getattr(model, "model_name", type(model).__name__)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path | dict[str, Any], expected_model: str | None = None,
+                        device: str = "cpu") -> SaliencyPredictor:
+        """Build a predictor from a checkpoint written by ``defectbench train`` (or shipped weights)."""
+        model, info = load_trained(checkpoint, expected_model)
+        return cls(model, info["input_size"], info["mean"], info["std"], name=info["model"], device=device)
+
+    @classmethod
+    def from_shipped(cls, model: str, weights: str, device: str = "cpu") -> SaliencyPredictor:
+        """Build a predictor from weights shipped in the package (e.g. ``litenet``, ``sd900``)."""
+        return cls.from_checkpoint(shipped_weights_path(model, weights), expected_model=model, device=device)
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Return float32 maps in [0, 1], each of its image's size."""
+        x = prepare_batch(images, self.size, self.mean, self.std).to(self.device)
+        logits = self.model(x)
+        if isinstance(logits, (list, tuple)):
+            logits = logits[0]
+        return logits_to_maps(logits, [img.shape[:2] for img in images])
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Return the saliency map of one image: float32 ``HxW`` in [0, 1]."""
+        return self.predict_batch([image])[0]
+
+
+def predict_paths(predictor: SaliencyPredictor, paths: Sequence[Path], out_dir: str | Path, batch: int = 8,
+                  progress: bool = True, overwrite: bool = True) -> list[Path]:
+    """Write one 8-bit PNG map per image path into ``out_dir`` (named by the image's stem); return the map paths.
+
+    With ``overwrite=False`` maps already present are kept (resumable).
+    """
+    paths = [Path(p) for p in paths]
+    stems = [p.stem for p in paths]
+    if len(set(stems)) != len(stems):
+        dup = sorted({s for s in stems if stems.count(s) > 1})[0]
+        raise DataError(f"several images share the stem {dup!r} ({paths[stems.index(dup)].parent}); maps are named by stem")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [p for p in paths if overwrite or not (out_dir / f"{p.stem}.png").is_file()]
+    from rich.progress import Progress
+
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"predict {predictor.name}", total=len(todo))
+        for start in range(0, len(todo), batch):
+            chunk = todo[start:start + batch]
+            images = [read_image(p) for p in chunk]
+            for p, prob in zip(chunk, predictor.predict_batch(images), strict=True):
+                write_saliency_map(out_dir / f"{p.stem}.png", saliency_to_uint8(prob))
+            bar.advance(task, len(chunk))
+    return [out_dir / f"{p.stem}.png" for p in paths]
+
+
+def predict_folder(predictor: SaliencyPredictor | str | Path, input_dir: str | Path, out_dir: str | Path,
+                   batch: int = 8, ids: Sequence[str] | None = None, progress: bool = True,
+                   overwrite: bool = True) -> list[Path]:
+    """Write one 8-bit PNG map per image of ``input_dir`` (same stem) into ``out_dir``; return the paths.
+
+    ``predictor`` is a :class:`SaliencyPredictor` or a checkpoint path; ``ids`` restricts to those stems.
+    """
+    if not isinstance(predictor, SaliencyPredictor):
+        predictor = SaliencyPredictor.from_checkpoint(predictor)
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise DataError(f"{input_dir}: input folder not found")
+    paths = list_images(input_dir)
+    if ids is not None:
+        wanted = set(ids)
+        paths = [p for p in paths if p.stem in wanted]
+    if not paths:
+        raise DataError(f"{input_dir}: no images found (png, jpg, bmp, tif, webp)")
+    return predict_paths(predictor, paths, out_dir, batch=batch, progress=progress, overwrite=overwrite)

@@ -1,0 +1,214 @@
+"""The training loop: seeded, validated each epoch on a held-out part of the training split, checkpointed
+atomically every epoch (``best.pt``, ``last.pt``) and resumable bit-for-bit after a kill."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from defectbench.data import Dataset, load_dataset
+from defectbench.errors import CheckpointError, ConfigError
+from defectbench.methods.saliency.registry import IMAGENET_MEAN, IMAGENET_STD
+from defectbench.runtime import resolve_device, seed_everything
+from defectbench.train.augment import AugmentParams
+from defectbench.train.checkpoint import (
+    build_model,
+    load_weights,
+    make_checkpoint,
+    read_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from defectbench.train.config import TrainConfig
+from defectbench.train.data import LoadedSamples, epoch_order, holdout_split
+from defectbench.train.optim import build_optimizer, lr_factor, set_lr
+from defectbench.train.predict import logits_to_maps, prepare_batch
+from defectbench.train.record import RunRecord
+from defectbench.train.validate import score_maps
+
+# options that may differ between the original run and a resumed one without changing the result
+RESUME_FREE_KEYS = ("device", "data_root")
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or resumed-and-finished) training run produced."""
+
+    out_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_epoch: int
+    best_scores: dict[str, float]
+    epochs_done: int
+    train_seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def create_loss_for(model: nn.Module, cfg: TrainConfig) -> Callable[[Any, torch.Tensor], torch.Tensor]:
+    """Return the loss of ``cfg`` (default: the model's paper loss ``model.default_loss``)."""
+    from defectbench.methods.saliency.losses import create_loss
+
+    name = cfg.loss or getattr(model, "default_loss", "bce")
+    return create_loss(name, weights=cfg.loss_weights)
+
+
+def augment_params(cfg: TrainConfig) -> AugmentParams:
+    """Return the augmentation settings of a config."""
+    return AugmentParams(flip=cfg.aug_flip, rot90=cfg.aug_rot90, crop_prob=cfg.aug_crop_prob,
+                         crop_scale=tuple(cfg.aug_crop_scale), brightness=cfg.aug_brightness,
+                         contrast=cfg.aug_contrast)
+
+
+@torch.inference_mode()
+def evaluate_model(model: nn.Module, data: LoadedSamples, size: int, device: str = "cpu", batch: int = 16) -> dict[str, float]:
+    """Return validation ``S_alpha``, ``MAE`` and ``weighted_F`` of a model on loaded samples, maps at each image's own size."""
+    was_training = model.training
+    model.eval()
+    preds, gts = [], []
+    for start in range(0, len(data), batch):
+        imgs = data.images[start:start + batch]
+        logits = model(prepare_batch(imgs, size).to(device))
+        for prob in logits_to_maps(logits, [im.shape[:2] for im in imgs]):
+            preds.append(np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8))
+        gts.extend(m > 0.5 for m in data.masks[start:start + batch])
+    model.train(was_training)
+    return score_maps(preds, gts)
+
+
+def _is_better(scores: dict[str, float], best: dict[str, float] | None, metric: str) -> bool:
+    if best is None:
+        return True
+    if metric == "MAE":
+        return scores["MAE"] < best["MAE"]
+    return scores[metric] > best[metric]
+
+
+def _check_resume_config(stored: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    current = cfg.to_dict()
+    diff = sorted(k for k in current if k not in RESUME_FREE_KEYS and stored.get(k) != current[k])
+    if diff:
+        shown = ", ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in diff[:4])
+        raise ConfigError(f"{path}: --resume with different options ({shown}); use the original options or a new --out")
+
+
+def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str | Path = "runs/train",
+                resume: bool = False, progress: bool = True, log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.dataset``/``cfg.split``; write ``best.pt``, ``last.pt`` and ``run.json`` into ``out_dir``.
+
+    With ``resume=True`` an interrupted run continues from ``last.pt`` and ends with exactly the weights an
+    uninterrupted run would have produced (same options, same thread count).
+    """
+    cfg.validate()
+    log = log or (lambda msg: None)
+    out = Path(out_dir)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if last_path.exists() and not resume:
+        raise ConfigError(f"{out}: already holds a training run (last.pt); pass --resume to continue it or choose another --out")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+
+    dataset = dataset or load_dataset(cfg.dataset, cfg.data_root)
+    samples = dataset.split(cfg.split)
+    if cfg.limit:
+        samples = samples[: cfg.limit]
+    train_samples, val_samples = holdout_split(samples, cfg.val_fraction, cfg.val_seed)
+
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, cfg.model_kwargs, pretrained=cfg.pretrained, backbone_weights=cfg.backbone_weights)
+    model.to(device).train()
+    loss_fn = create_loss_for(model, cfg)
+    optimizer = build_optimizer(model, cfg)
+
+    start_epoch, step, train_seconds = 0, 0, 0.0
+    best: dict[str, float] | None = None
+    best_epoch = -1
+    history: list[dict[str, Any]] = []
+    if resume and last_path.exists():
+        ckpt = read_checkpoint(last_path, expected_model=cfg.model)
+        state = ckpt.get("train_state")
+        if state is None:
+            raise CheckpointError(f"{last_path}: holds no training state; it cannot be resumed")
+        _check_resume_config(state["config"], cfg, last_path)
+        load_weights(model, ckpt["state_dict"], last_path, cfg.model)
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
+        best, best_epoch, history = state["best"], state["best_epoch"], list(state["history"])
+        set_rng_state(state["rng"])
+        log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
+
+    record = RunRecord(out, cfg, model, train_samples, val_samples, device)
+    train_data = LoadedSamples(train_samples)
+    val_data = LoadedSamples(val_samples) if val_samples else None
+    aug = augment_params(cfg)
+    n = len(train_data)
+    steps_per_epoch = max(1, n // cfg.batch) if n >= cfg.batch else 1
+    meta_base = {"dataset": cfg.dataset, "split": cfg.split, "seed": cfg.seed, "config": cfg.to_dict()}
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task(f"train {cfg.model}", total=cfg.epochs * steps_per_epoch,
+                            completed=start_epoch * steps_per_epoch, info="")
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            order = epoch_order(n, cfg.seed, epoch)
+            losses: list[float] = []
+            for b in range(steps_per_epoch):
+                idx = order[b * cfg.batch:(b + 1) * cfg.batch]
+                set_lr(optimizer, lr_factor(cfg, step, steps_per_epoch))
+                x, y = train_data.batch(idx, epoch, cfg.seed, cfg.size, aug)
+                outputs = model(x.to(device))
+                loss = loss_fn(outputs, y.to(device))
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip_value:
+                    for p in model.parameters():
+                        if p.grad is not None:
+                            p.grad.clamp_(-cfg.grad_clip_value, cfg.grad_clip_value)
+                optimizer.step()
+                step += 1
+                losses.append(float(loss.item()))
+                shown = f"loss {np.mean(losses):.4f}"
+                if best is not None:
+                    shown += f"  best val S {best['S_alpha']:.4f}"
+                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.epochs}  {shown}")
+            scores = (evaluate_model(model, val_data, cfg.size, device) if val_data is not None
+                      else {"S_alpha": math.nan, "MAE": math.nan, "weighted_F": math.nan})
+            seconds = time.perf_counter() - t0
+            train_seconds += seconds
+            improved = val_data is None or _is_better(scores, best, cfg.select_metric)
+            if improved:
+                best, best_epoch = scores, epoch + 1
+            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[-1]["lr"],
+                            **{f"val_{k}": v for k, v in scores.items()}, "seconds": round(seconds, 2),
+                            "best": improved})
+            meta = {**meta_base, "epoch": epoch + 1, "val": scores}
+            if improved:
+                save_checkpoint(best_path, make_checkpoint(model, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
+                                                           IMAGENET_STD, meta=meta))
+            train_state = {"epoch": epoch + 1, "step": step, "train_seconds": train_seconds, "best": best,
+                           "best_epoch": best_epoch, "history": history, "config": cfg.to_dict(),
+                           "optimizer": optimizer.state_dict(), "rng": rng_state()}
+            save_checkpoint(last_path, make_checkpoint(model, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
+                                                       IMAGENET_STD, meta=meta, train_state=train_state))
+            record.write(history, best, best_epoch, train_seconds, finished=epoch + 1 == cfg.epochs)
+            log(f"epoch {epoch + 1}/{cfg.epochs}  loss {np.mean(losses):.4f}  val S {scores['S_alpha']:.4f}  "
+                f"MAE {scores['MAE']:.4f}  wF {scores['weighted_F']:.4f}  {seconds:.0f}s" + ("  *best*" if improved and val_data is not None else ""))
+    if start_epoch >= cfg.epochs:
+        log(f"{out}: all {cfg.epochs} epochs already done")
+    record.write(history, best, best_epoch, train_seconds, finished=True)
+    return TrainResult(out, best_path, last_path, best_epoch, dict(best or {}), len(history), train_seconds, history)

@@ -1,0 +1,51 @@
+"""Shared fixtures: where the real datasets are, and small synthetic data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_datasets() -> Path | None:
+    """Return the folder holding the real datasets (``$DEFECTBENCH_DATA`` or ``../shared/datasets``)."""
+    env = os.environ.get("DEFECTBENCH_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "datasets"]:
+        if cand.is_dir():
+            return cand
+    return None
+
+
+DATA = shared_datasets()
+SD900 = DATA / "SD-saliency-900" if DATA else None
+MT = DATA / "Magnetic-tile-defect-datasets" if DATA else None
+
+needs_sd900 = pytest.mark.skipif(SD900 is None or not SD900.is_dir(), reason="SD-saliency-900 not found (../shared/datasets)")
+needs_mt = pytest.mark.skipif(MT is None or not MT.is_dir(), reason="MT dataset not found (../shared/datasets)")
+
+
+@pytest.fixture
+def data_root() -> Path:
+    """The real data root; skips the test when absent."""
+    if DATA is None:
+        pytest.skip("real datasets not found")
+    return DATA
+
+
+def write_png(path: Path, arr: np.ndarray) -> Path:
+    """Write an array as a PNG (any dtype/channels OpenCV supports)."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), arr)
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded random generator."""
+    return np.random.default_rng(1234)

@@ -1,0 +1,123 @@
+"""Helpers shared by the SAM tests: deterministic weights, reduced official architectures, GT-derived proposals."""
+
+from __future__ import annotations
+
+import zlib
+from functools import partial
+
+import numpy as np
+import torch
+
+
+def deterministic_state_dict(shapes: dict[str, list]) -> dict[str, torch.Tensor]:
+    """Fill a ``{key: [shape, dtype]}`` layout with weights that depend only on the key (same on any machine).
+
+    Norm scales and batch-norm variances sit around 1, other weights are scaled by 1/sqrt(fan-in), so that
+    activations stay in a sensible range through deep random networks.
+    """
+    out = {}
+    for key, (shape, dtype) in shapes.items():
+        if dtype == "int64":
+            out[key] = torch.zeros(shape, dtype=torch.int64)
+            continue
+        g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+        t = torch.randn(shape, generator=g)
+        if key.endswith("running_var"):
+            t = 1.0 + 0.1 * t.abs()
+        elif key.endswith("weight") and len(shape) == 1:
+            t = 1.0 + 0.05 * t
+        elif len(shape) >= 2:
+            fan_in = int(np.prod(shape[1:]))
+            t = t / max(1.0, fan_in) ** 0.5
+        else:
+            t = 0.05 * t
+        out[key] = t.to(getattr(torch, dtype))
+    return out
+
+
+def reference_input() -> torch.Tensor:
+    """The fixed ``1 x 3 x 1024 x 1024`` encoder input of the MobileSAM reference values."""
+    return torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(1))
+
+
+def sample_output(out: torch.Tensor) -> list[float]:
+    """A strided sample of an encoder output, for comparing against stored reference values."""
+    return [round(float(v), 6) for v in out[0, ::32, ::8, ::8].flatten()]
+
+
+def tiny_sam(img_size: int = 128, embed_dim: int = 32, depth: int = 2, seed: int = 0):
+    """A reduced SAM with the official classes: small ViT encoder, official prompt encoder and mask decoder.
+
+    The mask decoder keeps SAM's published widths (256 channels, 8 heads, 2048 MLP), so the fast decoder is
+    exercised on the real decoder shapes; only the encoder and the input size are reduced.
+    """
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    torch.manual_seed(seed)
+    emb = img_size // 16
+    model = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=depth, embed_dim=embed_dim, img_size=img_size, mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=2, patch_size=16, qkv_bias=True,
+            use_rel_pos=True, global_attn_indexes=[depth - 1], window_size=4, out_chans=256,
+        ),
+        prompt_encoder=PromptEncoder(embed_dim=256, image_embedding_size=(emb, emb),
+                                     input_image_size=(img_size, img_size), mask_in_chans=16),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+            transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256,
+        ),
+    )
+    return model.eval()
+
+
+def register_tiny(name: str = "test_tiny", img_size: int = 128, seed: int = 0):
+    """Register :func:`tiny_sam` in the SAM registry under ``name`` (idempotent) and return its spec."""
+    from defectbench.methods.sam import registry
+
+    if name in registry.MODELS:
+        return registry.MODELS[name]
+    spec = registry.ModelSpec(
+        name=name, family="sam", title=f"reduced SAM ({img_size}px) for tests", file_name=f"{name}.pth",
+        url="(test model)", size=None, sha256=None, params_m=0.0,
+        build=lambda: tiny_sam(img_size=img_size, seed=seed),
+    )
+    return registry.register_model(spec)
+
+
+def gt_derived_proposals(gt: np.ndarray, image: np.ndarray | None = None, seed: int = 0):
+    """Proposals built from a ground-truth mask the way SAM's tend to look on defect images.
+
+    Returns ``(masks, names)``: each connected defect component, the whole defect region dilated and
+    eroded, the background (everything but the defects, which the oracle must negate to use), a few
+    random blobs of texture, and an image-wide mask.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = gt.shape
+    gt8 = gt.astype(np.uint8)
+    masks, names = [], []
+    n, labels = cv2.connectedComponents(gt8, connectivity=8)
+    comps = sorted(range(1, n), key=lambda i: -(labels == i).sum())[:4]
+    for i in comps:
+        masks.append(labels == i)
+        names.append(f"component{i}")
+    k = np.ones((5, 5), np.uint8)
+    if gt.any():
+        masks.append(cv2.dilate(gt8, k) > 0)
+        names.append("dilated")
+        er = cv2.erode(gt8, k) > 0
+        if er.any():
+            masks.append(er)
+            names.append("eroded")
+    masks.append(~gt & (cv2.dilate(gt8, np.ones((3, 3), np.uint8)) == 0) if gt.any() else np.ones_like(gt))
+    names.append("background")
+    for j in range(3):
+        yy, xx = np.ogrid[:h, :w]
+        cy, cx = rng.integers(0, h), rng.integers(0, w)
+        r = rng.integers(max(3, min(h, w) // 20), max(4, min(h, w) // 6))
+        masks.append((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r)
+        names.append(f"blob{j}")
+    return np.stack(masks), names
