@@ -89,3 +89,9 @@ def test_aggregate_takes_max_of_mean_curve_not_mean_of_maxima():
     agg = aggregate([a, b])
     assert agg["max_F"] == max((a.fm_curve + b.fm_curve) / 2)
     assert agg["n"] == 2 and set(agg) == {"n", "S_alpha", "MAE", "max_E", "mean_E", "adp_E", "weighted_F", "max_F", "mean_F", "adp_F"}
+
+
+def test_separable_kernel_equals_matlab_fspecial():
+    from defectbench.metrics.core import _WF_KERNEL, _WF_KERNEL_1D
+
+    np.testing.assert_allclose(np.outer(_WF_KERNEL_1D, _WF_KERNEL_1D), _WF_KERNEL, rtol=0, atol=1e-17)

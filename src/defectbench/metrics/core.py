@@ -47,7 +47,11 @@ def _gauss_kernel(size: int = 7, sigma: float = 5.0) -> np.ndarray:
     return h / h.sum()
 
 
-_WF_KERNEL = _gauss_kernel()
+_WF_KERNEL = _gauss_kernel()  # MATLAB fspecial("gaussian", 7, 5), the reference kernel
+# The same Gaussian as two 1-D passes (it is separable): 14 instead of 49 multiply-adds per pixel; the
+# result differs from the 2-D kernel by ~1e-16 and only enters a continuous min(E, EA).
+_WF_KERNEL_1D = np.exp(-(np.arange(-3, 4.0) ** 2) / (2 * 5.0**2))
+_WF_KERNEL_1D /= _WF_KERNEL_1D.sum()
 _WF_LOG_HALF_OVER_5 = np.log(0.5) / 5
 
 
@@ -250,9 +254,12 @@ def _s_region(p: _Prepared) -> float:
     ug = np.multiply(u, gt, out=ws.i32[2], dtype=np.int32)
     # exact integer sums per quadrant: (sum u, sum u^2, sum u*g, sum g)
     stats = []
-    for arr in (u, uu, ug, gt):
-        top, bottom = arr[:cy].sum(axis=0, dtype=np.int64), arr[cy:].sum(axis=0, dtype=np.int64)
-        stats.append((int(top[:cx].sum()), int(top[cx:].sum()), int(bottom[:cx].sum()), int(bottom[cx:].sum())))
+    for arr, total_cols in ((u, None), (uu, None), (ug, None), (gt, cols)):
+        top = arr[:cy].sum(axis=0, dtype=np.int64)
+        total = arr.sum(axis=0, dtype=np.int64) if total_cols is None else total_cols
+        t_l, t_all = int(top[:cx].sum()), int(top.sum())
+        b_l, b_all = int(total[:cx].sum()) - t_l, int(total.sum()) - t_all
+        stats.append((t_l, t_all - t_l, b_l, b_all - b_l))
     quads = ((slice(0, cy), slice(0, cx)), (slice(0, cy), slice(cx, w)), (slice(cy, h), slice(0, cx)), (slice(cy, h), slice(cx, w)))
     sizes = (cy * cx, cy * (w - cx), (h - cy) * cx, (h - cy) * (w - cx))
     score = 0.0
@@ -325,7 +332,7 @@ def _weighted_f(p: _Prepared) -> float:
     np.multiply(iy, w, out=flat)
     np.add(flat, ix, out=flat)
     np.take(err.ravel(), flat.ravel(), out=err_t.ravel())
-    cv2.filter2D(err_t, -1, _WF_KERNEL, dst=err_a, borderType=cv2.BORDER_CONSTANT)
+    cv2.sepFilter2D(err_t, -1, _WF_KERNEL_1D, _WF_KERNEL_1D, dst=err_a, borderType=cv2.BORDER_CONSTANT)
     # min(E, EA) on the foreground: EA where it is smaller, else E (in err_t, no longer needed)
     use_a = err_a < err
     use_a &= gt
