@@ -46,3 +46,19 @@ def test_mt_masks_are_binarised_above_128(data_root):
             break
     else:
         raise AssertionError("expected MT masks with values other than 0 and 255")
+
+
+@needs_mt
+def test_data_info_counts_sizes_and_coverage(data_root, capsys):
+    from defectbench.cli import main
+    from defectbench.data.info import dataset_info
+
+    info = dataset_info(load_dataset("mt", data_root))
+    assert info.n_images == 1344
+    assert info.counts["1to1-test"]["Fray"] == 16 and info.counts["free"] == {"Free": 952}
+    assert info.coverage["Free"]["empty"] == 952 and info.coverage["Free"]["max"] == 0
+    assert 0 < info.coverage["Blowhole"]["mean"] < info.coverage["Fray"]["mean"] < 1
+    assert sum(info.sizes.values()) == 1344 and len(info.sizes) > 100  # MT images have many sizes
+    assert main(["data", "info", "sd900", "--data-root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert "900 images" in out and "200x200 (900)" in out

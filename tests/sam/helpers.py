@@ -45,11 +45,15 @@ def sample_output(out: torch.Tensor) -> list[float]:
     return [round(float(v), 6) for v in out[0, ::32, ::8, ::8].flatten()]
 
 
-def tiny_sam(img_size: int = 128, embed_dim: int = 32, depth: int = 2, seed: int = 0):
+def tiny_sam(img_size: int = 128, embed_dim: int = 32, depth: int = 2, seed: int = 0, sharpen: float = 1.0,
+             shrink: float = 0.0):
     """A reduced SAM with the official classes: small ViT encoder, official prompt encoder and mask decoder.
 
     The mask decoder keeps SAM's published widths (256 channels, 8 heads, 2048 MLP), so the fast decoder is
-    exercised on the real decoder shapes; only the encoder and the input size are reduced.
+    exercised on the real decoder shapes; only the encoder and the input size are reduced. ``sharpen``
+    scales the hypernetwork outputs so that random weights give large logits, i.e. stable, blob-like masks
+    that pass SAM's stability filter (plain random weights give near-zero logits and noisy masks);
+    ``shrink`` lowers the hypernetwork output bias, which makes masks smaller.
     """
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
@@ -69,10 +73,17 @@ def tiny_sam(img_size: int = 128, embed_dim: int = 32, depth: int = 2, seed: int
             transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256,
         ),
     )
+    if sharpen != 1.0 or shrink:
+        with torch.no_grad():
+            for mlp in model.mask_decoder.output_hypernetworks_mlps:
+                mlp.layers[-1].weight.mul_(sharpen)
+                mlp.layers[-1].bias.sub_(shrink)
+            model.mask_decoder.iou_prediction_head.layers[-1].weight.mul_(sharpen)
     return model.eval()
 
 
-def register_tiny(name: str = "test_tiny", img_size: int = 128, seed: int = 0):
+def register_tiny(name: str = "test_tiny", img_size: int = 128, seed: int = 0, sharpen: float = 1.0,
+                  shrink: float = 0.0):
     """Register :func:`tiny_sam` in the SAM registry under ``name`` (idempotent) and return its spec."""
     from defectbench.methods.sam import registry
 
@@ -81,7 +92,7 @@ def register_tiny(name: str = "test_tiny", img_size: int = 128, seed: int = 0):
     spec = registry.ModelSpec(
         name=name, family="sam", title=f"reduced SAM ({img_size}px) for tests", file_name=f"{name}.pth",
         url="(test model)", size=None, sha256=None, params_m=0.0,
-        build=lambda: tiny_sam(img_size=img_size, seed=seed),
+        build=lambda: tiny_sam(img_size=img_size, seed=seed, sharpen=sharpen, shrink=shrink),
     )
     return registry.register_model(spec)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import struct
+import zlib
 from typing import Any
 
 import numpy as np
 
-MAGIC = b"DBS1"
+MAGIC = b"DBZ1"  # zlib-compressed payload: header length, JSON header, raw arrays
 
 
 def scores_to_fields(scores: Any) -> dict[str, Any]:
@@ -24,7 +25,7 @@ def scores_to_fields(scores: Any) -> dict[str, Any]:
 
 
 def encode_fields(fields: dict[str, Any]) -> bytes:
-    """Pack scalars (JSON) and arrays (raw; float64 stored as float32, small int64 as int32) into bytes."""
+    """Pack scalars (JSON) and arrays (float64 stored as float32, small int64 as int32) into zlib-compressed bytes."""
     scalars: dict[str, Any] = {}
     arrays: list[tuple[str, np.ndarray]] = []
     for name, value in fields.items():
@@ -36,9 +37,10 @@ def encode_fields(fields: dict[str, Any]) -> bytes:
             scalars[name] = value
     stored = [(n, _compact(a)) for n, a in arrays]
     header = {"scalars": scalars,
-              "arrays": [[n, s.dtype.str, list(s.shape), a.dtype.str] for (n, a), (_, s) in zip(arrays, stored)]}
+              "arrays": [[n, s.dtype.str, list(s.shape), a.dtype.str] for (n, a), (_, s) in zip(arrays, stored, strict=True)]}
     head = json.dumps(header, separators=(",", ":")).encode()
-    return MAGIC + struct.pack("<I", len(head)) + head + b"".join(s.tobytes() for _, s in stored)
+    payload = struct.pack("<I", len(head)) + head + b"".join(s.tobytes() for _, s in stored)
+    return MAGIC + zlib.compress(payload, 1)
 
 
 def _compact(arr: np.ndarray) -> np.ndarray:
@@ -54,10 +56,11 @@ def decode_fields(blob: bytes) -> dict[str, Any]:
     """Unpack bytes written by :func:`encode_fields` into scalars and arrays of their original dtypes."""
     if blob[:4] != MAGIC:
         raise ValueError("not a defectbench score blob")
-    (n,) = struct.unpack("<I", blob[4:8])
-    header = json.loads(blob[8:8 + n])
+    blob = zlib.decompress(blob[4:])
+    (n,) = struct.unpack("<I", blob[:4])
+    header = json.loads(blob[4:4 + n])
     out: dict[str, Any] = dict(header["scalars"])
-    pos = 8 + n
+    pos = 4 + n
     for name, dtype, shape, original in header["arrays"]:
         dt = np.dtype(dtype)
         count = int(np.prod(shape))

@@ -2,21 +2,32 @@
 
 A configuration (see ``configs/quick.yaml`` and ``configs/paper.yaml``)::
 
-    experiment: quick                  # runs/<experiment>/ (default: the file's stem)
+    experiment: quick                  # results go to runs/<experiment>/ (default: the file's stem)
     device: auto                       # auto | cpu | cuda
-    seeds: [0, 1, 2]                   # seeds of trained methods (a method may override)
+    seeds: [0, 1, 2]                   # seeds of trained methods (a method may override with its own seeds)
     datasets:
-      - name: mt                       # registry name, or folder:<path> (then give an id)
+      - name: mt                       # sd900 | mt | nrsd | folder:<path> (give folders an id)
         id: mt                         # short name used in folders and tables (default: the name)
-        tasks:                         # train split -> test split pairs
+        tasks:                         # train split -> test split pairs (default: train -> test)
           - {train: 1to1-train, test: 1to1-test}
         extra_eval: [free]             # further splits scored with each task's model (never trained on)
     methods:
-      - {name: litenet, type: sod, model: litenet, train: {epochs: 2}}       # trained per task and seed
-      - {name: litenet-shipped, type: sod, model: litenet, checkpoint: "shipped:{dataset}"}  # no training
-      - {name: sam-vit_h-oracle, type: sam, model: vit_h, select: oracle}    # zero-shot SAM + a selection
-      - {name: edrnet-authors, type: maps, path: "maps/EDRNet/{dataset}"}    # someone else's maps
-    speed: {device: auto, image_size: 352, methods: [litenet]}              # Table 7 measurements
+      # a saliency network trained per task and seed (train: any TrainConfig option; recipe defaults per model)
+      - {name: litenet, type: sod, model: litenet, train: {epochs: 2, size: 160}}
+      # a trained network loaded from a checkpoint (a path, or shipped:<weights>); {name} = dataset name
+      - {name: litenet-shipped, type: sod, model: litenet, checkpoint: "shipped:{name}"}
+      # SAM zero-shot + a mask selection: oracle-combine / oracle-best (read the ground truth) or prior / learned
+      - {name: sam-h-oracle, type: sam, model: vit_h, select: oracle-combine}
+      # someone else's maps, one PNG per image named by its stem; {dataset} = dataset id, {split} = test split
+      - {name: edrnet-authors, type: maps, path: "maps/EDRNet/{dataset}"}
+    speed: {device: auto, image_size: 352, sam_mode: encoder, max_seconds: 10, methods: [litenet]}  # Table 7
+
+Common method keys: ``label`` (row label in tables), ``seeds``, ``datasets`` (restrict to these dataset ids).
+``sod``: ``model``, ``train``, ``checkpoint``, ``model_args``, ``predict: {batch}``. ``sam``: ``model``,
+``select``, ``checkpoint`` (default: ``$DEFECTBENCH_CHECKPOINTS/<official file>``), ``amg`` (mask generation
+settings), ``output`` (binary | soft | score), ``generator`` (fast | official), ``train_limit``. ``maps``:
+``path`` or ``paths`` (dataset id -> folder), ``resize`` (resize maps to the mask size instead of failing).
+Relative paths are taken from the current directory.
 
 Every problem is reported as one :class:`~defectbench.errors.ConfigError` line naming the file and the key.
 """
@@ -46,9 +57,11 @@ DATASET_KEYS = {"name", "id", "tasks", "extra_eval"}
 TASK_KEYS = {"train", "test"}
 METHOD_KEYS = {
     "sod": {"name", "type", "model", "train", "predict", "checkpoint", "seeds", "datasets", "label", "model_args"},
-    "sam": {"name", "type", "model", "select", "checkpoint", "amg", "seeds", "datasets", "label", "select_args"},
+    "sam": {"name", "type", "model", "select", "checkpoint", "amg", "output", "generator", "train_limit", "seeds",
+            "datasets", "label"},
     "maps": {"name", "type", "path", "paths", "resize", "seeds", "datasets", "label"},
 }
+TASK_SET_TRAIN_KEYS = {"model", "dataset", "split", "seed", "device", "data_root"}
 SPEED_KEYS = {"device", "image_size", "methods", "sam_mode", "max_seconds"}
 
 
@@ -81,7 +94,11 @@ class MethodSpec:
     @property
     def uses_gt(self) -> bool:
         """True for selections that read the ground truth (SAM's oracle): never a fair deployment number."""
-        return self.type == "sam" and str(self.options.get("select", "")).lower().startswith("oracle")
+        if self.type != "sam":
+            return False
+        from defectbench.methods.sam.selection import is_oracle
+
+        return is_oracle(str(self.options.get("select", "")))
 
     @property
     def label(self) -> str:
@@ -261,13 +278,15 @@ def _methods(value: Any, seeds: tuple[int, ...], dataset_ids: set[str], where: s
             raise ConfigError(f"{w}: method name {name!r} is used twice")
         if mtype in ("sod", "sam") and not entry.get("model"):
             raise ConfigError(f"{w}: a {mtype} method needs 'model' (e.g. {'litenet' if mtype == 'sod' else 'vit_h'})")
-        if mtype == "sam" and not entry.get("select"):
-            raise ConfigError(f"{w}: a sam method needs 'select' (a mask-selection strategy, e.g. oracle)")
+        if mtype == "sam":
+            _check_sam(entry, w)
+        if mtype == "sod":
+            _check_sod_model(str(entry["model"]), entry.get("train"), w)
         if mtype == "maps" and not (entry.get("path") or entry.get("paths")):
             raise ConfigError(f"{w}: a maps method needs 'path' (may use {{dataset}}, {{split}}) or 'paths' per dataset id")
         if mtype == "maps" and entry.get("paths") is not None and not isinstance(entry["paths"], dict):
             raise ConfigError(f"{w}: 'paths' must map dataset ids to folders")
-        for key in ("train", "predict", "amg", "model_args", "select_args"):
+        for key in ("train", "predict", "amg", "model_args"):
             if entry.get(key) is not None and not isinstance(entry[key], dict):
                 raise ConfigError(f"{w}: {key!r} must be a mapping of settings")
         trained = mtype == "sod" and not entry.get("checkpoint")
@@ -284,6 +303,37 @@ def _methods(value: Any, seeds: tuple[int, ...], dataset_ids: set[str], where: s
         options = {k: v for k, v in entry.items() if k not in ("name", "type", "seeds", "datasets")}
         methods.append(MethodSpec(name, mtype, options, m_seeds, ds))
     return methods
+
+
+def _check_sam(entry: dict[str, Any], where: str) -> None:
+    """A sam method names a registered SAM model and a known selection strategy."""
+    from defectbench.errors import DefectbenchError
+    from defectbench.methods.sam.registry import get_spec
+    from defectbench.methods.sam.selection import STRATEGIES
+
+    try:
+        get_spec(str(entry["model"]))
+    except DefectbenchError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if entry.get("select") not in STRATEGIES:
+        raise ConfigError(f"{where}: a sam method needs 'select', one of {', '.join(STRATEGIES)} (oracle-* read the "
+                          f"ground truth), got {entry.get('select')!r}")
+
+
+def _check_sod_model(model: str, train: Any, where: str) -> None:
+    """A sod method names a registered saliency model and valid training options."""
+    import defectbench.methods.saliency  # noqa: F401 - registers the models
+    from defectbench.methods.saliency import list_models
+
+    if model not in list_models():
+        raise ConfigError(f"{where}: unknown saliency model {model!r}; available: {', '.join(list_models())}")
+    if isinstance(train, dict):
+        fixed = sorted(set(train) & TASK_SET_TRAIN_KEYS)
+        if fixed:
+            raise ConfigError(f"{where}: train option {fixed[0]!r} is set by the task and seed, not in 'train'")
+        from defectbench.train.config import TrainConfig
+
+        TrainConfig.for_model(model, dict(train), source=f"{where}: train")
 
 
 def _speed(value: Any, method_names: set[str], where: str) -> SpeedSpec | None:

@@ -13,6 +13,7 @@ the job's folder except shared caches (SAM proposals under ``<experiment>/cache`
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ class JobContext:
     device: str
     dataset: Callable[[TaskSpec], Dataset]
     bar: Callable[[str, int], Advance] = lambda desc, total: (lambda n: None)
+    log: Callable[[str], None] = lambda line: None
 
 
 @dataclass
@@ -199,23 +201,26 @@ def run_sod(job: Job, ctx: JobContext) -> Produced:
     return Produced(maps_dir, items, timings, info)
 
 
-def train_sod(job: Job, ctx: JobContext, out_dir: Path) -> Path:
-    """Train the job's model on its task's train split with its seed; return the best checkpoint's path."""
-    from defectbench import train as train_pkg
+def train_config(job: Job, device: str) -> Any:
+    """Return the :class:`~defectbench.train.TrainConfig` of a job: model recipe, then the method's ``train`` settings."""
+    from defectbench.train import TrainConfig
 
     assert job.task is not None
     options = dict(job.method.options.get("train") or {})
-    options.update(model=str(job.method.options["model"]), dataset=job.task.dataset, split=job.task.train,
-                   seed=job.seed, device=ctx.device)
+    options.update(dataset=job.task.dataset, split=job.task.train, seed=job.seed, device=device)
     if job.method.options.get("model_args"):
         options["model_kwargs"] = dict(job.method.options["model_args"])
-    train_model = getattr(train_pkg, "train_model", None)
-    if train_model is None:
-        raise DefectbenchError("this defectbench has no training loop (defectbench.train.train_model); "
-                               "use a checkpoint for this method")
-    result = train_model(options, dataset=ctx.dataset(job.task), out_dir=out_dir)
-    path = Path(getattr(result, "best", None) or getattr(result, "checkpoint", None) or result)
-    return path
+    return TrainConfig.for_model(str(job.method.options["model"]), options, source=f"method {job.method.name}: train")
+
+
+def train_sod(job: Job, ctx: JobContext, out_dir: Path) -> Path:
+    """Train the job's model on its task's train split with its seed (resuming an interrupted attempt); return best.pt."""
+    from defectbench.train import train_model
+
+    cfg = train_config(job, ctx.device)
+    result = train_model(cfg, dataset=ctx.dataset(job.task), out_dir=out_dir, resume=True, progress=False,
+                         log=lambda line: ctx.log(f"  {job.id}: {line}"))
+    return Path(result.best_checkpoint)
 
 
 def write_maps(predictor: Any, items: list[EvalItem], maps_dir: Path, batch: int, advance: Advance) -> None:
@@ -231,33 +236,55 @@ def write_maps(predictor: Any, items: list[EvalItem], maps_dir: Path, batch: int
 
 
 # -- SAM ------------------------------------------------------------------------------------------------------
-def run_sam(job: Job, ctx: JobContext) -> Produced:
-    """Run SAM's automatic masks plus the method's selection strategy on the scored images."""
-    assert job.task is not None
+def sam_checkpoint(method: MethodSpec) -> Path:
+    """Locate a SAM method's checkpoint; a missing one skips the job with the file to get and where from."""
+    from defectbench.methods.sam.checkpoints import locate
+
     try:
-        from defectbench.methods import sam as sam_pkg
-    except ImportError as exc:
-        raise JobSkipped(f"SAM support is not available in this installation ({exc})") from None
-    predict_dataset = getattr(sam_pkg, "predict_dataset", None)
-    if predict_dataset is None:
-        raise JobSkipped("SAM support is not available in this installation (defectbench.methods.sam.predict_dataset)")
+        return locate(str(method.options["model"]), method.options.get("checkpoint"))
+    except CheckpointError as exc:
+        raise JobSkipped(str(exc)) from None
+
+
+def run_sam(job: Job, ctx: JobContext) -> Produced:
+    """Run SAM's automatic masks (proposals cached) plus the method's selection on the test and extra splits."""
+    assert job.task is not None
     task, method, run_dir = job.task, job.method, job.run_dir(ctx.experiment_dir)
+    checkpoint = sam_checkpoint(method)
+    from defectbench.methods.sam import predict_dataset
+
     dataset = ctx.dataset(task)
     items = eval_items(dataset, task, include_extra=not method.uses_gt)
-    out = fresh_dir(run_dir / "sam")
+    splits = list(dict.fromkeys(it.split for it in items))
+    maps_dir = fresh_dir(run_dir / "maps")
     t0 = time.perf_counter()
-    try:
-        predict_dataset(str(method.options["model"]), dataset, [it.sample for it in items],
-                        select=str(method.options["select"]), out_dir=out,
-                        checkpoint=method.options.get("checkpoint"), device=ctx.device,
-                        cache_dir=ctx.experiment_dir / "cache" / "sam" / str(method.options["model"]) / task.dataset_id,
-                        amg=method.options.get("amg"), select_args=method.options.get("select_args"))
-    except CheckpointError as exc:
-        raise JobSkipped(f"skipped: {exc}") from None
-    info = {"model": method.options["model"], "select": method.options["select"], "uses_gt": method.uses_gt}
+    records = {}
+    for split in splits:
+        # one folder per split: SAM's own resumable output (maps already written are kept after a kill)
+        out = run_dir / "sam" / split
+        advance = ctx.bar(f"SAM {job.id} {split}", 1)
+        records[split] = predict_dataset(
+            str(method.options["model"]), dataset, split, str(method.options["select"]), out, checkpoint=checkpoint,
+            device=ctx.device, amg_params=method.options.get("amg"), generator=method.options.get("generator", "fast"),
+            output=method.options.get("output", "binary"), train_split=task.train,
+            train_limit=method.options.get("train_limit"), evaluate=False, progress=False)
+        advance(1)
+        for p in (out / "maps").iterdir():
+            _link_or_copy(p, maps_dir / p.name)
+    info = {"model": method.options["model"], "select": method.options["select"], "uses_gt": method.uses_gt,
+            "checkpoint": str(checkpoint),
+            "sam": {split: {k: r.get(k) for k in ("method", "label", "oracle", "checkpoint", "cache", "this_run")}
+                    for split, r in records.items()}}
     if method.uses_gt and task.extra:
         info["not_scored"] = f"extra splits {', '.join(task.extra)}: the oracle selection reads the ground truth"
-    return Produced(out / "maps", items, {"predict_s": time.perf_counter() - t0}, info)
+    return Produced(maps_dir, items, {"predict_s": time.perf_counter() - t0}, info)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 EXECUTORS: dict[str, Callable[[Job, JobContext], Produced]] = {"maps": run_maps, "sod": run_sod, "sam": run_sam}

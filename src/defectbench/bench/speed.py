@@ -24,7 +24,6 @@ from defectbench.bench.store import SpeedRecord
 from defectbench.errors import DefectbenchError
 
 SAM_INPUT = 1024
-SAM_VARIANTS = ("vit_b", "vit_l", "vit_h")
 
 
 def count_parameters(model: Any) -> float:
@@ -84,13 +83,23 @@ def build_random_saliency(model: str, model_kwargs: dict[str, Any] | None = None
     return build_model(model, dict(model_kwargs or {}), pretrained=False)
 
 
-def build_random_sam(variant: str) -> Any:
-    """Build a SAM model (``vit_b``, ``vit_l``, ``vit_h``) with random weights."""
-    if variant not in SAM_VARIANTS:
-        raise DefectbenchError(f"unknown SAM variant {variant!r} for speed measurement; use {', '.join(SAM_VARIANTS)}")
-    from segment_anything import sam_model_registry
+def build_random_sam(variant: str) -> tuple[Any, str]:
+    """Build a SAM-family model (``vit_b``, ``vit_h``, ``mobile_sam``, ``sam2.1_hiera_t``…) with random weights; return (model, family)."""
+    from defectbench.methods.sam.registry import get_spec
 
-    return sam_model_registry[variant](checkpoint=None)
+    spec = get_spec(variant)
+    return spec.build(), spec.family
+
+
+def _amg(model: Any, family: str, options: dict[str, Any] | None = None) -> Any:
+    """Return the official automatic mask generator of a model's family (default settings unless ``options``)."""
+    if family == "sam2":
+        from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+        return SAM2AutomaticMaskGenerator(model, **(options or {}))
+    from segment_anything import SamAutomaticMaskGenerator
+
+    return SamAutomaticMaskGenerator(model, **(options or {}))
 
 
 def measure_saliency(model: str, device: str = "cpu", image_size: int = 352, max_seconds: float = 10.0,
@@ -115,14 +124,19 @@ def measure_saliency(model: str, device: str = "cpu", image_size: int = 352, max
 
 
 def measure_sam(variant: str, device: str = "cpu", mode: str = "encoder", image_size: int = 352,
-                max_seconds: float = 10.0, method: str | None = None, job_id: str | None = None) -> SpeedRecord:
-    """Measure SAM with random weights: the image encoder alone, or encoder plus automatic mask generation."""
+                max_seconds: float = 10.0, method: str | None = None, job_id: str | None = None,
+                amg_options: dict[str, Any] | None = None) -> SpeedRecord:
+    """Measure SAM with random weights: the image encoder alone, or encoder plus automatic mask generation.
+
+    ``amg_options`` go to the official generator (default: its published settings, 32 x 32 points).
+    """
     import numpy as np
     import torch
 
     from defectbench.runtime import device_description
 
-    sam = build_random_sam(variant).to(device).eval()
+    sam, family = build_random_sam(variant)
+    sam = sam.to(device).eval()
     if mode == "encoder":
         x = torch.randn(1, 3, SAM_INPUT, SAM_INPUT, device=device)
 
@@ -132,9 +146,7 @@ def measure_sam(variant: str, device: str = "cpu", mode: str = "encoder", image_
 
         size = SAM_INPUT
     elif mode == "amg":
-        from segment_anything import SamAutomaticMaskGenerator
-
-        generator = SamAutomaticMaskGenerator(sam)
+        generator = _amg(sam, family, amg_options)
         rng = np.random.default_rng(0)
         image = rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
 
@@ -165,16 +177,16 @@ def measure_method(method: MethodSpec, device: str = "cpu", image_size: int = 35
 
 def measure_named(name: str, device: str = "cpu", image_size: int = 352, sam_mode: str = "encoder",
                   max_seconds: float = 10.0) -> SpeedRecord:
-    """Measure a model given by name: a registered saliency model, or ``sam-vit_b|vit_l|vit_h``."""
-    if name.startswith("sam-") or name in SAM_VARIANTS:
-        variant = name.removeprefix("sam-")
-        return measure_sam(variant, device, sam_mode, image_size, max_seconds)
+    """Measure a model given by name: a registered saliency model, or ``sam-<variant>`` (e.g. ``sam-vit_h``)."""
+    if name.startswith("sam-"):
+        return measure_sam(name.removeprefix("sam-"), device, sam_mode, image_size, max_seconds)
     return measure_saliency(name, device, image_size, max_seconds)
 
 
 def available_models() -> list[str]:
-    """Return every model name :func:`measure_named` accepts."""
+    """Return every model name :func:`measure_named` accepts (saliency models, then ``sam-<variant>``)."""
     import defectbench.methods.saliency  # noqa: F401 - registers the models
     from defectbench.methods.saliency import list_models
+    from defectbench.methods.sam.registry import list_models as sam_models
 
-    return [*list_models(), *(f"sam-{v}" for v in SAM_VARIANTS)]
+    return [*list_models(), *(f"sam-{v}" for v in sam_models())]

@@ -196,8 +196,12 @@ class ResultsStore:
         return {r["key"]: json.loads(r["value"]) for r in self.conn.execute("SELECT key, value FROM meta")}
 
     # -- jobs -------------------------------------------------------------------------------------------
-    def sync_jobs(self, jobs: Sequence[Any]) -> list[str]:
-        """Register the matrix's jobs (new ones as pending, order updated); return finished jobs whose settings changed."""
+    def sync_jobs(self, jobs: Sequence[Any], respecified: list[str] | None = None) -> list[str]:
+        """Register the matrix's jobs (new ones as pending, order updated); return finished jobs whose settings changed.
+
+        Unfinished jobs take the new settings; their ids are appended to ``respecified`` when these changed (the
+        runner then discards what an earlier attempt left in their folders).
+        """
         changed: list[str] = []
         with self.conn:
             for pos, job in enumerate(jobs):
@@ -226,6 +230,8 @@ class ResultsStore:
                 if row["status"] != "done":
                     sets += ", spec = ?, spec_hash = ?"
                     args += [json.dumps(job.spec(), default=str), h]
+                    if row["spec_hash"] != h and respecified is not None:
+                        respecified.append(job.id)
                 self.conn.execute(f"UPDATE jobs SET {sets} WHERE job_id = ?", (*args, job.id))
         return changed
 

@@ -68,6 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(q)
     q.set_defaults(func=run_predict)
 
+    e = sub.add_parser("export", help="write a deployable weights file (fp16, no training state) from a checkpoint")
+    e.add_argument("--checkpoint", required=True, help="checkpoint written by `defectbench train` (best.pt)")
+    e.add_argument("--out", required=True, help="file to write, e.g. src/defectbench/weights/litenet_sd900.pt")
+    e.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16, half the size)")
+    e.set_defaults(func=run_export)
+
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     from defectbench.train.config import load_config_file
@@ -140,4 +146,13 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         written = predict_folder(predictor, args.input, args.out, batch=args.batch)
     console.print(f"wrote {len(written)} maps to {args.out} ({predictor.name}, input size {predictor.size})", highlight=False)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint's weights."""
+    from defectbench.train.checkpoint import export_weights
+
+    path = export_weights(args.checkpoint, args.out, half=not args.fp32)
+    console.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, {'fp32' if args.fp32 else 'fp16'})", highlight=False)
     return 0

@@ -25,12 +25,12 @@ ORACLE_NOTE = ("Oracle rows choose among SAM's masks with the ground truth: an u
 
 
 def task_title(task: TaskInfo) -> str:
-    """Human name of a dataset/split pair, e.g. ``MT (magnetic tile), test split 1to1-test (train 1to1-train)``."""
+    """Human name of a dataset/split pair, e.g. ``MT (magnetic tile): test split 1to1-test (trained on 1to1-train)``."""
     name = DATASET_TITLES.get(task.dataset_name, task.dataset)
-    split = f"test split {task.test_split}"
+    text = f"{name}: test split {task.test_split}"
     if task.train_split:
-        split += f", models trained on {task.train_split}"
-    return f"{name} — {split}"
+        text += f" (trained on {task.train_split})"
+    return text
 
 
 def paper_table_number(task: TaskInfo) -> int | None:
@@ -62,8 +62,8 @@ def relative_gap(sam: float, best: float) -> float:
     return abs(best - sam) / top if top else 0.0
 
 
-def _gap_cells(sam: dict[str, float | None], others: list[dict[str, float | None]]) -> tuple[dict[str, Cell], list[str]]:
-    """Cells ``SAM - best (relative %)`` per metric; also the best other rows' names per metric (for the label)."""
+def _gap_cells(sam: dict[str, float | None], others: list[dict[str, float | None]]) -> dict[str, Cell]:
+    """Cells ``SAM - best other (relative %)`` per metric."""
     cells: dict[str, Cell] = {}
     for m in METRICS:
         vals = [o[m] for o in others if o.get(m) is not None]
@@ -73,7 +73,7 @@ def _gap_cells(sam: dict[str, float | None], others: list[dict[str, float | None
         best = max(vals) if HIGHER_BETTER[m] else min(vals)
         diff = sam[m] - best
         cells[m] = Cell(text=f"{diff:+.3f} ({relative_gap(sam[m], best) * 100:.0f}%)")
-    return cells, []
+    return cells
 
 
 def main_table(results: ExperimentResults, task: TaskInfo) -> Table:
@@ -90,10 +90,16 @@ def main_table(results: ExperimentResults, task: TaskInfo) -> Table:
         ours.append((m, vals))
         table.add("ours", True, method=m.label, kind=m.kind(), seeds=_seeds_text(m), n=_n_text(m),
                   **{k: _stat_cell(m.stat(k)) for k in METRICS})
+    for m in results.not_run.get(task.key, []):
+        statuses = sorted({r.status for r in m.records})
+        table.add("ours", False, method=m.label, kind=m.kind(), seeds="", n="",
+                  **{k: Cell(text="/".join(statuses)) for k in METRICS})
+        reason = next((r.error for r in m.records if r.error), None)
+        table.notes.append(f"{m.label}: {'/'.join(statuses)}" + (f" — {reason}" if reason else ""))
     others = [v for m, v in ours if m.method_type != "sam"]
     for m, vals in ours:
         if m.method_type == "sam" and others:
-            cells, _ = _gap_cells(vals, others)
+            cells = _gap_cells(vals, others)
             table.add("gap", False, method=f"{m.label} − best other", kind="gap (relative)", **cells)
     paper = paper_rows_for(task.dataset_name, task.test_split)
     if paper:
@@ -107,7 +113,7 @@ def main_table(results: ExperimentResults, task: TaskInfo) -> Table:
             else:
                 p_others.append(r.scores)
         if p_sam is not None and p_others:
-            cells, _ = _gap_cells(p_sam, p_others)
+            cells = _gap_cells(p_sam, p_others)
             table.add("paper_gap", False, method="SAM − best other (paper)", kind="gap (relative)", **cells)
     table.group_titles = {"ours": "This run (defectbench)", "gap": "SAM minus the best other method of this run",
                           "paper": f"Published: Song et al. 2024, Table {number}" if number else "Published",
@@ -118,8 +124,12 @@ def main_table(results: ExperimentResults, task: TaskInfo) -> Table:
         "within our rows and within the paper's rows.",
         "max E and max F: maximum over 256 thresholds of the curve averaged over images (PySODMetrics). "
         "Gap rows: SAM minus the best other method; in brackets |difference| / max(both values), the paper's "
-        "relative gap.",
+        "relative gap in its tables 3-5.",
+        *table.notes,
     ]
+    if number == 6:
+        table.notes.append("The paper's Table 6 divides the difference by SAM's value throughout instead (its printed "
+                           "row reads 21%, 81%, 16%, 30%, 31%).")
     if any(m.uses_gt for m, _ in ours):
         table.notes.append(ORACLE_NOTE)
     return table

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from defectbench.report.results import ExperimentResults
 from defectbench.report.tables import Table
@@ -15,8 +14,8 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table.results { border-collapse: collapse; margin: .8em 0; font-size: .85em; }
 table.results caption { text-align: left; font-weight: 600; padding: .3em 0; }
-table.results th, table.results td { border-bottom: 1px solid #e2e2e2; padding: .25em .6em; text-align: right; }
-table.results th:first-child, table.results td:first-child { text-align: left; }
+table.results th, table.results td { border-bottom: 1px solid #e2e2e2; padding: .25em .6em; text-align: left; }
+table.results td.num { text-align: right; white-space: nowrap; }
 table.results td.best { color: #c00; font-weight: 700; }
 tr.group-title th { text-align: left; background: #f4f4f4; font-style: italic; font-weight: 500; }
 tbody.group-gap td, tbody.group-paper_gap td { color: #555; font-style: italic; }

@@ -76,6 +76,7 @@ class MethodResult:
     method_type: str
     uses_gt: bool
     jobs: list[JobSummary]
+    records: list[JobRecord] = field(default_factory=list)
 
     @property
     def seeds(self) -> list[int]:
@@ -98,7 +99,9 @@ class MethodResult:
             return "SAM, oracle selection" if self.uses_gt else "SAM, GT-free selection"
         if self.method_type == "maps":
             return "maps made elsewhere"
-        info = self.jobs[0].job.info if self.jobs else {}
+        if not self.jobs:
+            return "SOD"
+        info = self.jobs[0].job.info
         return "SOD, trained here" if str(info.get("training", "")).startswith("trained here") else "SOD, checkpoint"
 
 
@@ -123,6 +126,7 @@ class ExperimentResults:
     tasks: list[TaskInfo]
     methods: dict[str, list[MethodResult]]
     speed: list[SpeedRecord]
+    not_run: dict[str, list[MethodResult]] = field(default_factory=dict)
 
     def classes(self, task: str) -> list[str]:
         """Return the defect classes seen in a task's test rows (in first-seen order)."""
@@ -213,8 +217,10 @@ def load_results(experiment_dir: str | Path) -> ExperimentResults:
             if job.method not in methods[job.task]:
                 methods[job.task][job.method] = MethodResult(job.task, job.method, job.label or job.method,
                                                              job.method_type, job.uses_gt, [])
+            methods[job.task][job.method].records.append(job)
             if job.status == "done":
                 rows = store.image_rows([job.job_id])
                 methods[job.task][job.method].jobs.append(summarize_job(job, rows, exp))
     return ExperimentResults(exp, meta, jobs, list(tasks.values()),
-                             {t: [m for m in ms.values() if m.jobs] for t, ms in methods.items()}, speed)
+                             {t: [m for m in ms.values() if m.jobs] for t, ms in methods.items()}, speed,
+                             {t: [m for m in ms.values() if not m.jobs] for t, ms in methods.items()})

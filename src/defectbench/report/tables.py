@@ -176,9 +176,10 @@ class Table:
                 out.append("<tr>")
                 for c in self.columns:
                     cell = r.cells.get(c.key, Cell())
-                    cls = ' class="best"' if cell.best else ""
-                    tag = "td"
-                    out.append(f"<{tag}{cls}>{html.escape(cell.format(c))}</{tag}>")
+                    numeric = c.higher_better is not None or c.percent or (cell.value is not None and cell.text is None)
+                    classes = " ".join(x for x in ("best" if cell.best else "", "num" if numeric else "") if x)
+                    attr = f' class="{classes}"' if classes else ""
+                    out.append(f"<td{attr}>{html.escape(cell.format(c))}</td>")
                 out.append("</tr>")
             out.append("</tbody>")
         out.append("</table>")
@@ -203,7 +204,9 @@ def _md_escape(text: str) -> str:
 
 _TEX = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_", "{": "\\{",
         "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}", "±": "$\\pm$", "↑": "$\\uparrow$",
-        "↓": "$\\downarrow$", "−": "$-$", "–": "--", "×": "$\\times$", "Δ": "$\\Delta$", "≥": "$\\geq$"}
+        "↓": "$\\downarrow$", "−": "$-$", "–": "--", "×": "$\\times$", "Δ": "$\\Delta$", "≥": "$\\geq$", "α": "$\\alpha$",
+        "β": "$\\beta$", "²": "$^2$", "—": "---", "·": "$\\cdot$",
+        "…": "\\ldots{}", "’": "'", "“": "``", "”": "''"}
 
 
 def _tex(text: str) -> str:

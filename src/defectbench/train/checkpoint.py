@@ -136,6 +136,16 @@ def load_trained(checkpoint: str | Path | dict[str, Any], expected_model: str | 
     return model, info
 
 
+def export_weights(checkpoint: str | Path, out_path: str | Path, half: bool = True,
+                   extra_meta: dict[str, Any] | None = None) -> Path:
+    """Write a deployable copy of a checkpoint: weights only (fp16 when ``half``), no training state."""
+    model, info = load_trained(checkpoint)
+    meta = {**info["meta"], **(extra_meta or {}), "exported_from": Path(checkpoint).name, "half": half}
+    save_checkpoint(out_path, make_checkpoint(model, info["model"], info["model_kwargs"], info["input_size"],
+                                              tuple(info["mean"]), tuple(info["std"]), meta=meta, half=half))
+    return Path(out_path)
+
+
 def shipped_weights_path(model: str, name: str) -> Path:
     """Return the path of weights shipped inside the package, e.g. ``litenet`` trained on ``sd900``."""
     folder = Path(str(resources.files(WEIGHTS_PACKAGE)))

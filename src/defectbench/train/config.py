@@ -53,6 +53,7 @@ class TrainConfig:
     threads: int = 2
     pretrained: bool = True
     backbone_weights: str | None = None
+    save_every: int = 1  # write last.pt every N epochs (and after the last one); resume continues from it
     limit: int | None = None  # use only the first N training images (tests, smoke runs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,8 +93,8 @@ class TrainConfig:
         """Raise :class:`ConfigError` on values that cannot work."""
         if self.size % 32:
             raise ConfigError(f"{source}: size {self.size} must be divisible by 32 (e.g. 192, 224, 256)")
-        if self.epochs < 1 or self.batch < 1:
-            raise ConfigError(f"{source}: epochs and batch must be >= 1")
+        if self.epochs < 1 or self.batch < 1 or self.save_every < 1:
+            raise ConfigError(f"{source}: epochs, batch and save_every must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"{source}: val_fraction must be in [0, 1)")
         if self.optimizer not in ("adamw", "adam", "sgd"):

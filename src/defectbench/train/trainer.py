@@ -36,7 +36,7 @@ from defectbench.train.record import RunRecord
 from defectbench.train.validate import score_maps
 
 # options that may differ between the original run and a resumed one without changing the result
-RESUME_FREE_KEYS = ("device", "data_root")
+RESUME_FREE_KEYS = ("device", "data_root", "save_every")
 
 
 @dataclass
@@ -94,6 +94,7 @@ def _is_better(scores: dict[str, float], best: dict[str, float] | None, metric: 
 
 def _check_resume_config(stored: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
     current = cfg.to_dict()
+    stored = {**TrainConfig().to_dict(), **stored}  # options added since the run started take their defaults
     diff = sorted(k for k in current if k not in RESUME_FREE_KEYS and stored.get(k) != current[k])
     if diff:
         shown = ", ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in diff[:4])
@@ -152,6 +153,8 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
     aug = augment_params(cfg)
     n = len(train_data)
     steps_per_epoch = max(1, n // cfg.batch) if n >= cfg.batch else 1
+    log(f"{cfg.model}: {len(train_samples)} training / {len(val_samples)} validation images of {cfg.dataset} "
+        f"{cfg.split}, {steps_per_epoch} steps per epoch, input {cfg.size}, {torch.get_num_threads()} threads")
     meta_base = {"dataset": cfg.dataset, "split": cfg.split, "seed": cfg.seed, "config": cfg.to_dict()}
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -197,15 +200,18 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
                             **{f"val_{k}": v for k, v in scores.items()}, "seconds": round(seconds, 2),
                             "best": improved})
             meta = {**meta_base, "epoch": epoch + 1, "val": scores}
-            if improved:
+            save_now = (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
+            # without validation the best model is the last one: written with last.pt only
+            if improved and (val_data is not None or save_now):
                 save_checkpoint(best_path, make_checkpoint(model, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
                                                            IMAGENET_STD, meta=meta))
-            train_state = {"epoch": epoch + 1, "step": step, "train_seconds": train_seconds, "best": best,
-                           "best_epoch": best_epoch, "history": history, "config": cfg.to_dict(),
-                           "optimizer": optimizer.state_dict(), "rng": rng_state()}
-            save_checkpoint(last_path, make_checkpoint(model, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
-                                                       IMAGENET_STD, meta=meta, train_state=train_state))
-            record.write(history, best, best_epoch, train_seconds, finished=epoch + 1 == cfg.epochs)
+            if save_now:
+                train_state = {"epoch": epoch + 1, "step": step, "train_seconds": train_seconds, "best": best,
+                               "best_epoch": best_epoch, "history": history, "config": cfg.to_dict(),
+                               "optimizer": optimizer.state_dict(), "rng": rng_state()}
+                save_checkpoint(last_path, make_checkpoint(model, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
+                                                           IMAGENET_STD, meta=meta, train_state=train_state))
+                record.write(history, best, best_epoch, train_seconds, finished=epoch + 1 == cfg.epochs)
             log(f"epoch {epoch + 1}/{cfg.epochs}  loss {np.mean(losses):.4f}  val S {scores['S_alpha']:.4f}  "
                 f"MAE {scores['MAE']:.4f}  wF {scores['weighted_F']:.4f}  {seconds:.0f}s" + ("  *best*" if improved and val_data is not None else ""))
     if start_epoch >= cfg.epochs:

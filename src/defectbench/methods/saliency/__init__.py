@@ -9,7 +9,6 @@ from defectbench.methods.saliency.registry import (
 )
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "create_model", "list_models", "register_model"]
-from defectbench.methods.saliency import cpd, edrnet, f3net  # noqa: F401,E402  (registers models)
-
 # model modules register themselves on import (one file per architecture)
-from defectbench.methods.saliency import litenet  # noqa: E402,F401
+from defectbench.methods.saliency import cpd, edrnet, f3net  # noqa: F401,E402  (registers models)
+from defectbench.methods.saliency import litenet  # noqa: F401,E402

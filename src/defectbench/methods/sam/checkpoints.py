@@ -15,10 +15,12 @@ The SHA-256 of a checkpoint keys the proposal cache; it is computed once per fil
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,21 +162,42 @@ def identify(state: dict[str, Any]) -> str | None:
     return None
 
 
-def expected_layout(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    """Return the official architecture's state-dict keys and shapes (built on the meta device when possible)."""
+_LAYOUTS: dict[str, dict[str, tuple[int, ...]]] = {}
+
+
+def expected_layout(spec: ModelSpec, model: Any | None = None) -> dict[str, tuple[int, ...]]:
+    """Return the official architecture's state-dict keys and shapes (remembered per model name).
+
+    Built on the meta device (no memory, no time) where the builder allows it; otherwise from ``model``
+    when given, else from a real build.
+    """
+    import torch
+
+    if spec.name not in _LAYOUTS:
+        if model is None:
+            try:
+                with torch.device("meta"):
+                    model = spec.build()
+            except Exception:  # noqa: BLE001 - some builders (SAM 2's Hiera) need real tensors at construction
+                model = spec.build()
+        _LAYOUTS[spec.name] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return _LAYOUTS[spec.name]
+
+
+def _meta_buildable(spec: ModelSpec) -> bool:
     import torch
 
     try:
         with torch.device("meta"):
-            model = spec.build()
-    except Exception:  # noqa: BLE001 - some builders (SAM 2's Hiera) need real tensors at construction
-        model = spec.build()
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+            spec.build()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
 
 
-def check_layout(spec: ModelSpec, state: dict[str, Any], path: Path) -> None:
+def check_layout(spec: ModelSpec, state: dict[str, Any], path: Path, model: Any | None = None) -> None:
     """Raise a one-line CheckpointError unless ``state`` has exactly the keys and shapes of ``spec``'s model."""
-    expected = expected_layout(spec)
+    expected = expected_layout(spec, model)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]
@@ -197,6 +220,29 @@ def check_layout(spec: ModelSpec, state: dict[str, Any], path: Path) -> None:
     )
 
 
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+
+
+@contextlib.contextmanager
+def skip_weight_init() -> Iterator[None]:
+    """Make ``torch.nn.init`` functions no-ops while a model whose weights will all be loaded is built.
+
+    Random initialisation of ViT-H alone takes ~10 s on a CPU; every persistent tensor is overwritten by
+    ``load_state_dict(strict=True)`` right after, and buffers built from explicit values are unaffected.
+    """
+    import torch.nn.init as init
+
+    saved = {name: getattr(init, name) for name in _INIT_FUNCTIONS if hasattr(init, name)}
+    try:
+        for name in saved:
+            setattr(init, name, lambda tensor, *a, **k: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(init, name, fn)
+
+
 def load_model(model: str, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
                random_seed: int | None = None, cache_root: str | os.PathLike | None = None) -> tuple[Any, CheckpointInfo]:
     """Build ``model`` with the official weights (or random ones when ``random_seed`` is given) on ``device``.
@@ -213,8 +259,14 @@ def load_model(model: str, checkpoint: str | os.PathLike | None = None, device: 
         return net.to(device).eval(), CheckpointInfo(spec.name, None, f"random-seed{random_seed}", None)
     path = locate(spec.name, checkpoint)
     state = read_state_dict(path, spec)
-    check_layout(spec, state, path)
-    net = spec.build()
+    if spec.name in _LAYOUTS or _meta_buildable(spec):
+        check_layout(spec, state, path)  # before the (possibly large) real build
+        with skip_weight_init():
+            net = spec.build()
+    else:
+        with skip_weight_init():
+            net = spec.build()
+        check_layout(spec, state, path, net)
     net.load_state_dict(state, strict=True)
     digest = cached_sha256(path, cache_root)
     official = (digest == spec.sha256) if spec.sha256 else None

@@ -212,3 +212,32 @@ class ProposalCache:
         path = self.path(image_hash)
         atomic_write_bytes(path, proposals.to_bytes())
         return path
+
+
+def best_match_iou(reference: Proposals, other: Proposals, same_point: bool = True) -> np.ndarray:
+    """For each mask of ``reference``, its best IoU with a mask of ``other`` (for comparing generators).
+
+    With ``same_point`` the search is restricted to ``other``'s masks prompted by the same grid point
+    (both generators use the same grid), which makes it cheap for thousands of masks; a mask whose point
+    has no counterpart is compared with every mask of ``other``. The restricted value can only be lower
+    than the unrestricted best match.
+    """
+    if len(reference) == 0:
+        return np.zeros(0)
+    if len(other) == 0:
+        return np.zeros(len(reference))
+    b_masks = other.masks().reshape(len(other), -1)
+    b_area = b_masks.sum(1)
+    groups: dict[tuple[float, float], list[int]] = {}
+    for j, pt in enumerate(np.round(other.points.astype(np.float64), 3)):
+        groups.setdefault((float(pt[0]), float(pt[1])), []).append(j)
+    out = np.zeros(len(reference))
+    for i in range(len(reference)):
+        a = reference.mask(i).reshape(-1)
+        pt = np.round(reference.points[i].astype(np.float64), 3)
+        idx = groups.get((float(pt[0]), float(pt[1]))) if same_point else None
+        idx = np.arange(len(other)) if not idx else np.array(idx)
+        inter = b_masks[idx][:, a].sum(1)
+        union = a.sum() + b_area[idx] - inter
+        out[i] = float(np.max(np.where(union > 0, inter / np.maximum(union, 1), 1.0)))
+    return out

@@ -29,7 +29,8 @@ class ModelSpec:
 
     ``state_key`` names the entry of the checkpoint dictionary that holds the state dict (SAM 2.1 files are
     ``{"model": state_dict}``), ``None`` when the file is the state dict itself. ``amg_defaults`` are the
-    published automatic-mask-generation settings of the family that differ from SAM's.
+    published automatic-mask-generation settings of the family that differ from SAM's. ``params_m`` is the
+    number of values in the state dict, in millions.
     """
 
     name: str
@@ -76,26 +77,26 @@ _SAM2_AMG = {"pred_iou_thresh": 0.8}
 
 _SPECS = [
     ModelSpec("vit_b", "sam", "SAM ViT-B", "sam_vit_b_01ec64.pth", SAM1_URL + "sam_vit_b_01ec64.pth",
-              375042383, "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 93.7, _sam1("vit_b")),
+              375042383, "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 93.74, _sam1("vit_b")),
     ModelSpec("vit_l", "sam", "SAM ViT-L", "sam_vit_l_0b3195.pth", SAM1_URL + "sam_vit_l_0b3195.pth",
-              1249524607, "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622", 312.3, _sam1("vit_l")),
+              1249524607, "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622", 312.34, _sam1("vit_l")),
     ModelSpec("vit_h", "sam", "SAM ViT-H", "sam_vit_h_4b8939.pth", SAM1_URL + "sam_vit_h_4b8939.pth",
-              2564550879, "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 641.1, _sam1("vit_h"),
+              2564550879, "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 641.09, _sam1("vit_h"),
               aliases=("default",)),
     ModelSpec("sam2.1_hiera_t", "sam2", "SAM 2.1 Hiera-T", "sam2.1_hiera_tiny.pt", SAM21_URL + "sam2.1_hiera_tiny.pt",
-              None, None, 39.0, _sam21("configs/sam2.1/sam2.1_hiera_t.yaml"), state_key="model",
+              None, None, 38.96, _sam21("configs/sam2.1/sam2.1_hiera_t.yaml"), state_key="model",
               amg_defaults=_SAM2_AMG, aliases=("sam2.1_hiera_tiny",)),
     ModelSpec("sam2.1_hiera_s", "sam2", "SAM 2.1 Hiera-S", "sam2.1_hiera_small.pt", SAM21_URL + "sam2.1_hiera_small.pt",
-              None, None, 46.0, _sam21("configs/sam2.1/sam2.1_hiera_s.yaml"), state_key="model",
+              None, None, 46.06, _sam21("configs/sam2.1/sam2.1_hiera_s.yaml"), state_key="model",
               amg_defaults=_SAM2_AMG, aliases=("sam2.1_hiera_small",)),
     ModelSpec("sam2.1_hiera_b+", "sam2", "SAM 2.1 Hiera-B+", "sam2.1_hiera_base_plus.pt",
-              SAM21_URL + "sam2.1_hiera_base_plus.pt", None, None, 80.8, _sam21("configs/sam2.1/sam2.1_hiera_b+.yaml"),
+              SAM21_URL + "sam2.1_hiera_base_plus.pt", None, None, 80.85, _sam21("configs/sam2.1/sam2.1_hiera_b+.yaml"),
               state_key="model", amg_defaults=_SAM2_AMG, aliases=("sam2.1_hiera_base_plus",)),
     ModelSpec("sam2.1_hiera_l", "sam2", "SAM 2.1 Hiera-L", "sam2.1_hiera_large.pt", SAM21_URL + "sam2.1_hiera_large.pt",
-              None, None, 224.4, _sam21("configs/sam2.1/sam2.1_hiera_l.yaml"), state_key="model",
+              None, None, 224.45, _sam21("configs/sam2.1/sam2.1_hiera_l.yaml"), state_key="model",
               amg_defaults=_SAM2_AMG, aliases=("sam2.1_hiera_large",)),
     ModelSpec("mobile_sam", "mobile_sam", "MobileSAM (TinyViT-5M)", "mobile_sam.pt", MOBILESAM_URL + "mobile_sam.pt",
-              40728226, "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f", 10.1, _mobile_sam,
+              40728226, "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f", 10.14, _mobile_sam,
               aliases=("mobilesam", "vit_t")),
 ]
 
