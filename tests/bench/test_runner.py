@@ -148,6 +148,9 @@ def test_status_reports_interrupted_jobs(tmp_path, synth):
         store.conn.commit()
     st = experiment_status(exp)
     assert st.states["syn-test/poor/seed0"] == "interrupted"
+    rows, cols, cells = st.matrix()
+    assert rows == ["good", "poor"] and cols == ["syn-test"]
+    assert cells[("poor", "syn-test")] == {"interrupted": 1} and cells[("good", "syn-test")] == {"done": 1}
     assert np.isclose(st.seconds_spent, sum(j.seconds for j in st.jobs if j.job_id != "syn-test/poor/seed0"))
 
 

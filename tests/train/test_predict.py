@@ -66,3 +66,14 @@ def test_cli_predict_and_shipped_weights_need_a_model(tmp_path, checkpoint, imag
     assert rc == 2 and "--weights needs --model" in capsys.readouterr().err
     rc = main(["predict", "--weights", "nope", "--model", "litenet", "--input", str(images), "--out", str(tmp_path / "m3")])
     assert rc == 2 and "no shipped weights 'nope'" in capsys.readouterr().err
+
+
+def test_optimized_cpu_predictor_matches_eager(checkpoint) -> None:
+    eager = SaliencyPredictor.from_checkpoint(checkpoint)
+    fast = SaliencyPredictor.from_checkpoint(checkpoint, optimize=True)
+    assert fast.optimized and not eager.optimized
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (50, 70), dtype=np.uint8), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)]
+    for a, b in zip(eager.predict_batch(images), fast.predict_batch(images)):
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() < 1e-3

@@ -7,8 +7,9 @@
 * ``sam`` — zero-shot SAM automatic masks plus a mask-selection strategy, on the test and extra splits
   (oracle selections, which read the ground truth, are not run on extra splits such as defect-free images).
 
-An executor returns a :class:`Produced`; the runner scores and stores it. Executors never write outside
-the job's folder except shared caches (SAM proposals under ``<experiment>/cache``).
+An executor returns a :class:`Produced`; the runner scores and stores it. Executors write only into the job's
+folder, except SAM's proposal cache (``$DEFECTBENCH_CACHE``, else ``~/.cache/defectbench/sam``), which makes a
+further selection strategy or a re-run read SAM's masks instead of recomputing them.
 """
 
 from __future__ import annotations

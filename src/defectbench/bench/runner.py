@@ -274,10 +274,11 @@ class _Bars:
 
     def __enter__(self) -> _Bars:
         if self.enabled:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), transient=False)
+                                     TimeElapsedColumn(), transient=False, console=Console(stderr=True))
             self.progress.__enter__()
         return self
 

@@ -27,6 +27,21 @@ class ExperimentStatus:
         """Return how many jobs are in each state."""
         return Counter(self.states.values())
 
+    def matrix(self) -> tuple[list[str], list[str], dict[tuple[str, str], Counter]]:
+        """Return (methods, columns, cell counts): one column per dataset/split plus ``speed``; cells count states over seeds."""
+        methods: dict[str, None] = {}
+        columns: dict[str, None] = {}
+        cells: dict[tuple[str, str], Counter] = {}
+        for j in self.jobs:
+            col = j.task if j.kind == "eval" and j.task else "speed"
+            row = j.method if j.kind == "eval" else (j.job_id.split("/", 1)[1] if "/" in j.job_id else j.method)
+            methods.setdefault(row, None)
+            if col != "speed":
+                columns.setdefault(col, None)
+            cells.setdefault((row, col), Counter())[self.states[j.job_id]] += 1
+        cols = list(columns) + (["speed"] if any(c == "speed" for _, c in cells) else [])
+        return list(methods), cols, cells
+
 
 def experiment_status(experiment_dir: str | Path) -> ExperimentStatus:
     """Read an experiment's store and say where each job stands."""

@@ -84,7 +84,21 @@ def status(args: argparse.Namespace) -> int:
     st = experiment_status(args.experiment)
     colours = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "skipped": "magenta",
                "pending": "white"}
-    table = Table(title=f"{st.experiment_dir} — {'a runner is active' if st.active else 'no runner active'}")
+    rows, cols, cells = st.matrix()
+    grid = Table(title=f"{st.experiment_dir}: job matrix (states over seeds)")
+    grid.add_column("method")
+    for c in cols:
+        grid.add_column(c)
+    for r in rows:
+        out = []
+        for c in cols:
+            counts = cells.get((r, c))
+            out.append(" ".join(f"[{colours.get(k, 'white')}]{n} {k}[/]" for k, n in sorted(counts.items()))
+                       if counts else "")
+        grid.add_row(r, *out)
+    console.print(grid)
+    table = Table(title=f"{'every job' if args.all else 'jobs not done'} — "
+                        f"{'a runner is active' if st.active else 'no runner active'}")
     for col in ("job", "state", "time", "images", "note"):
         table.add_column(col, overflow="fold")
     for job in st.jobs:

@@ -64,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", required=True, help="folder for the maps")
     q.add_argument("--batch", type=int, default=8)
     q.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    q.add_argument("--optimize", action="store_true",
+                   help="CPU only: run a traced, BN-folded, channels-last copy of the model (about 2x faster batch 1)")
     add_data_root(q)
     add_device(q)
     q.set_defaults(func=run_predict)
@@ -115,7 +117,8 @@ def run_train(args: argparse.Namespace) -> int:
         with open(log_path, "a") as fh:
             fh.write(msg + "\n")
 
-    result = train_model(cfg, out_dir=args.out, resume=args.resume, progress=not args.no_progress, log=log)
+    result = train_model(cfg, out_dir=args.out, resume=args.resume, progress=not args.no_progress, log=log,
+                         console=console)
     best = ", ".join(f"{k} {v:.4f}" for k, v in result.best_scores.items())
     console.print(f"best epoch {result.best_epoch} (validation {best}); checkpoints: {result.best_checkpoint}, "
                   f"{result.last_checkpoint}", highlight=False)
@@ -135,9 +138,10 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.weights:
         if not args.model:
             raise DefectbenchError("--weights needs --model (e.g. --model litenet --weights sd900)")
-        predictor = SaliencyPredictor.from_shipped(args.model, args.weights, device=device)
+        predictor = SaliencyPredictor.from_shipped(args.model, args.weights, device=device, optimize=args.optimize)
     else:
-        predictor = SaliencyPredictor.from_checkpoint(args.checkpoint, expected_model=args.model, device=device)
+        predictor = SaliencyPredictor.from_checkpoint(args.checkpoint, expected_model=args.model, device=device,
+                                                      optimize=args.optimize)
     if args.dataset:
         from defectbench.data import load_dataset
 

@@ -79,7 +79,7 @@ def _gap_cells(sam: dict[str, float | None], others: list[dict[str, float | None
 def main_table(results: ExperimentResults, task: TaskInfo) -> Table:
     """One of the paper's tables 3–6 for a task: our rows, SAM gap rows, the paper's rows and gap."""
     number = paper_table_number(task)
-    title = f"{task_title(task)}" + (f" (the paper's Table {number})" if number else "")
+    title = f"{task_title(task)}" + (f" — the paper's Table {number}" if number else "")
     cols = [Column("method", "Method"), Column("kind", "Type"), Column("seeds", "Seeds"), Column("n", "Images"),
             *_metric_columns()]
     table = Table(f"main_{task.key}", title, cols)
@@ -93,7 +93,7 @@ def main_table(results: ExperimentResults, task: TaskInfo) -> Table:
     for m in results.not_run.get(task.key, []):
         statuses = sorted({r.status for r in m.records})
         table.add("ours", False, method=m.label, kind=m.kind(), seeds="", n="",
-                  **{k: Cell(text="/".join(statuses)) for k in METRICS})
+                  **{k: Cell(text="/".join(statuses) if k == METRICS[0] else "") for k in METRICS})
         reason = next((r.error for r in m.records if r.error), None)
         table.notes.append(f"{m.label}: {'/'.join(statuses)}" + (f" — {reason}" if reason else ""))
     others = [v for m, v in ours if m.method_type != "sam"]

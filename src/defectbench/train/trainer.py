@@ -102,11 +102,13 @@ def _check_resume_config(stored: dict[str, Any], cfg: TrainConfig, path: Path) -
 
 
 def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str | Path = "runs/train",
-                resume: bool = False, progress: bool = True, log: Callable[[str], None] | None = None) -> TrainResult:
+                resume: bool = False, progress: bool = True, log: Callable[[str], None] | None = None,
+                console: Any = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.dataset``/``cfg.split``; write ``best.pt``, ``last.pt`` and ``run.json`` into ``out_dir``.
 
     With ``resume=True`` an interrupted run continues from ``last.pt`` and ends with exactly the weights an
-    uninterrupted run would have produced (same options, same thread count).
+    uninterrupted run would have produced (same options, same thread count). ``log`` receives one line per
+    epoch; pass the rich ``console`` it prints to so that the progress bar and the lines do not interleave.
     """
     cfg.validate()
     log = log or (lambda msg: None)
@@ -161,7 +163,7 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-    with Progress(*columns, disable=not progress) as bar:
+    with Progress(*columns, disable=not progress, console=console) as bar:
         task = bar.add_task(f"train {cfg.model}", total=cfg.epochs * steps_per_epoch,
                             completed=start_epoch * steps_per_epoch, info="")
         for epoch in range(start_epoch, cfg.epochs):

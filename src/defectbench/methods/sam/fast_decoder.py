@@ -13,6 +13,10 @@ time goes. The decoder is linear almost everywhere, so the same numbers come out
 * image-to-token attention has only 7 keys: the query projection is folded into the keys
   (``(X W_q^T + b_q) K^T = X (K W_q)^T + b_q K^T``) and the output projection into the values
   (``A V W_o^T = A (V W_o^T)``), i.e. rank-56 products instead of ``N x 256 x 128`` ones;
+* the first transposed convolution of the upscaler is linear in the final image tokens, which are two
+  layer norms of "image embedding + two rank-56 updates"; written out over the layer-norm statistics it
+  is one product of the image embedding with the convolution weights (once per image) plus two rank-57
+  products per prompt, instead of an ``N x 256 x 256`` product per prompt (:meth:`FastSamDecoder.upscale`);
 * only the 3 multimask outputs are upscaled, only for prompts that pass the predicted-IoU filter, and only
   over the low-resolution rows and columns that the image (not SAM's padding) uses: the transposed
   convolutions have stride = kernel, so each output pixel depends on one embedding position.
@@ -57,7 +61,7 @@ class DecodedPrompts:
     a1: torch.Tensor  # B x (HT+1) x N   layer-1 image-to-token attention (update = a1[:, :HT]^T @ r1), then -mean1
     r1: torch.Tensor  # B x HT x C
     rstd1: torch.Tensor  # B x N          1/std of layer-1 norm4 input
-    a2: torch.Tensor  # B x (HT+2) x N   the same for layer 2, then -mean2, then ones
+    a2: torch.Tensor  # B x (HT+3) x N   the same for layer 2, then -mean2, then ones, then std2
     r2: torch.Tensor
     rstd2: torch.Tensor
 
@@ -203,7 +207,7 @@ class FastSamDecoder:
         keys_pe = keys + ctx.pe
         q = l1.norm2(q + self._t2i(l1.cross_attn_token_to_image, q + tok, keys, keys_pe))
         q = l1.norm3(q + l1.mlp(q))
-        a2, r2 = self._i2t(l1.cross_attn_image_to_token, keys_pe, q + tok, q, 2)
+        a2, r2 = self._i2t(l1.cross_attn_image_to_token, keys_pe, q + tok, q, 3)
         del keys_pe
         x = torch.baddbmm(keys, a2[:, :ht].transpose(1, 2), r2)
         n4 = l1.norm4
@@ -211,6 +215,7 @@ class FastSamDecoder:
         del x
         torch.neg(mu2[..., 0], out=a2[:, ht])
         a2[:, ht + 1] = 1.0
+        torch.reciprocal(rstd2[..., 0], out=a2[:, ht + 2])
         q = tr.norm_final_attn(q + self._t2i(tr.final_attn_token_to_image, q + tok, keys, keys + ctx.pe))
         iou = self.dec.iou_prediction_head(q[:, 0])[:, 1:]
         mask_tokens = q[:, 1:1 + self.dec.num_mask_tokens]
@@ -246,9 +251,10 @@ class FastSamDecoder:
         q1 = torch.cat([r1 @ u.g12, u.c1.expand(m, 1, -1)], dim=1)
         y = torch.baddbmm(s, a1.transpose(1, 2), q1)
         y.mul_(rstd1[..., None])
-        q2 = torch.cat([r2 @ u.g2, u.c2.expand(m, 1, -1), u.e1.expand(m, 1, -1)], dim=1)
-        y = torch.baddbmm(y, a2.transpose(1, 2), q2)
-        y.mul_(rstd2[..., None]).add_(u.e2)  # = ConvTranspose2d #1 output, M x hr*wr x (2*2*C/4)
+        # rows of a2: attention, -mean2, 1, std2 (the last carries e2, which is not scaled by rstd2)
+        q2 = torch.cat([r2 @ u.g2, u.c2.expand(m, 1, -1), u.e1.expand(m, 1, -1), u.e2.expand(m, 1, -1)], dim=1)
+        y.baddbmm_(a2.transpose(1, 2), q2)
+        y.mul_(rstd2[..., None])  # = ConvTranspose2d #1 output, M x hr*wr x (2*2*C/4)
         up = self.dec.output_upscaling
         norm, act1, conv2, act2 = up[1], up[2], up[3], up[4]
         c4 = conv2.weight.shape[0]

@@ -206,13 +206,15 @@ class FastMaskGenerator:
     name = "fast"
 
     def __init__(self, model: torch.nn.Module, family: str, params: AmgParams, keep_logits: bool = True,
-                 upscale_chunk: int = 16) -> None:
+                 decode_chunk: int = 16, upscale_chunk: int = 4) -> None:
         if family == "sam2" and params.min_mask_region_area > 0:
             raise ConfigError("min_mask_region_area > 0 with SAM 2.1 needs --generator official")
         self.params = params
         self.family = family
         self.engine = _Sam2Engine(model) if family == "sam2" else _Sam1Engine(model)
         self.keep_logits = keep_logits
+        # prompts decoded / upscaled together: small enough for the per-prompt image tensors to stay in cache
+        self.decode_chunk = decode_chunk
         self.upscale_chunk = upscale_chunk
         self.img_size = model.image_size if family == "sam2" else model.image_encoder.img_size
         self.timings: dict[str, float] = {}
@@ -267,8 +269,9 @@ class FastMaskGenerator:
         rows, cols = used_extent(ay), used_extent(ax)
         full = [0, 0, orig_hw[1], orig_hw[0]]
         out: dict[str, list] = {k: [] for k in ("rles", "iou", "stability", "boxes", "points", "lowres")}
-        for start in range(0, len(points), p.points_per_batch):
-            sl = slice(start, start + p.points_per_batch)
+        step = min(p.points_per_batch, self.decode_chunk)  # results do not depend on the batching
+        for start in range(0, len(points), step):
+            sl = slice(start, start + step)
             iou, state = self.engine.decode(coords[sl])
             t = self._tick("decode", t)
             keep = iou > p.pred_iou_thresh if p.pred_iou_thresh > 0 else torch.ones_like(iou, dtype=torch.bool)
