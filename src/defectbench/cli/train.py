@@ -100,13 +100,27 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _recorded_config(path: Any) -> dict[str, Any]:
+    """Return the training options recorded in a run's ``run.json`` (empty when unreadable)."""
+    try:
+        config = json.loads(path.read_text()).get("config")
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in config.items() if k != "model"} if isinstance(config, dict) else {}
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train (or resume) and print where the checkpoints are."""
     from pathlib import Path
 
     from defectbench.train import TrainConfig, train_model
 
-    cfg = TrainConfig.for_model(args.model, _overrides(args), source=args.config or "command line")
+    overrides = _overrides(args)
+    recorded = Path(args.out) / "run.json"
+    if args.resume and recorded.is_file():
+        # resume with the run's own options; flags given on the command line still apply (and are checked)
+        overrides = {**_recorded_config(recorded), **overrides}
+    cfg = TrainConfig.for_model(args.model, overrides, source=args.config or "command line")
     if not cfg.pretrained:
         err_console.print("note: --no-pretrained: the backbone starts from random weights (recorded in run.json)")
     log_path = Path(args.out) / "train.log"
