@@ -76,3 +76,22 @@ def test_resume_refuses_other_options_and_fresh_runs_refuse_old_folders(tmp_path
     # resuming a finished run does nothing and reports the stored result
     result = train_model(cfg, out_dir=tmp_path, resume=True, progress=False)
     assert result.epochs_done == 1 and result.best_epoch == 1
+
+
+def test_init_from_starts_with_the_checkpoint_weights_and_refuses_other_splits(tmp_path, sd900_root) -> None:
+    base = dict(model_kwargs={"width": 16}, epochs=1, batch=4, size=64, limit=8, val_fraction=0.25,
+                data_root=str(sd900_root), threads=1)
+    first = train_model(TrainConfig.for_model("litenet", base), out_dir=tmp_path / "a", progress=False)
+    # a fine-tune at another size with a zero learning rate keeps every trained parameter as it was
+    tuned = TrainConfig.for_model("litenet", {**base, "size": 96, "lr": 0.0, "schedule": "constant",
+                                              "warmup_epochs": 0, "init_from": str(first.best_checkpoint)})
+    second = train_model(tuned, out_dir=tmp_path / "b", progress=False)
+    a = torch.load(first.best_checkpoint, weights_only=True)["state_dict"]
+    b = torch.load(second.last_checkpoint, weights_only=True)["state_dict"]
+    fresh = TrainConfig.for_model("litenet", {**base, "lr": 0.0, "schedule": "constant", "warmup_epochs": 0, "seed": 5})
+    c = torch.load(train_model(fresh, out_dir=tmp_path / "c", progress=False).last_checkpoint, weights_only=True)["state_dict"]
+    weights = [k for k in a if k.endswith(".weight") and a[k].dim() == 4]
+    assert weights and all(torch.equal(a[k], b[k]) for k in weights)
+    assert not all(torch.equal(a[k], c[k]) for k in weights)
+    with pytest.raises(ConfigError, match="could leak test images"):
+        train_model(tuned.replace(split="test"), out_dir=tmp_path / "d", progress=False)

@@ -15,7 +15,7 @@ _FLAG_FIELDS = {
     "lr": "lr", "optimizer": "optimizer", "schedule": "schedule", "weight_decay": "weight_decay",
     "warmup_epochs": "warmup_epochs", "val_fraction": "val_fraction", "select_metric": "select_metric",
     "loss": "loss", "threads": "threads", "limit": "limit", "backbone_weights": "backbone_weights",
-    "data_root": "data_root",
+    "data_root": "data_root", "init_from": "init_from",
 }
 
 
@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=None, help="held-out part of the training split (default 0.1)")
     p.add_argument("--select-metric", choices=("S_alpha", "MAE", "weighted_F"), default=None,
                    help="validation metric that picks best.pt (default S_alpha)")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights (fine-tuning, e.g. at a larger --size)")
     p.add_argument("--backbone-weights", default=None, help="local ImageNet weights file of the backbone")
     p.add_argument("--no-pretrained", action="store_true",
                    help="train the backbone from scratch (no ImageNet weights; recorded in run.json)")

@@ -53,6 +53,7 @@ class TrainConfig:
     threads: int = 2
     pretrained: bool = True
     backbone_weights: str | None = None
+    init_from: str | None = None  # checkpoint whose model weights start the run (fine-tuning, e.g. at a larger size)
     save_every: int = 1  # write last.pt every N epochs (and after the last one); resume continues from it
     limit: int | None = None  # use only the first N training images (tests, smoke runs)
 

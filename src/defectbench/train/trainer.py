@@ -101,6 +101,16 @@ def _check_resume_config(stored: dict[str, Any], cfg: TrainConfig, path: Path) -
         raise ConfigError(f"{path}: --resume with different options ({shown}); use the original options or a new --out")
 
 
+def init_weights(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Start ``model`` from the weights of ``cfg.init_from``, refusing a checkpoint trained on other images of the dataset."""
+    ckpt = read_checkpoint(cfg.init_from, expected_model=cfg.model)
+    meta = ckpt.get("meta") or {}
+    if meta.get("dataset") == cfg.dataset and meta.get("split") not in (None, cfg.split):
+        raise ConfigError(f"{cfg.init_from}: trained on {cfg.dataset}/{meta.get('split')}, not on the split of this run "
+                          f"({cfg.split}); starting from it could leak test images into training")
+    load_weights(model, ckpt["state_dict"], cfg.init_from, cfg.model)
+
+
 def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str | Path = "runs/train",
                 resume: bool = False, progress: bool = True, log: Callable[[str], None] | None = None,
                 console: Any = None) -> TrainResult:
@@ -128,6 +138,8 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
 
     seed_everything(cfg.seed)
     model = build_model(cfg.model, cfg.model_kwargs, pretrained=cfg.pretrained, backbone_weights=cfg.backbone_weights)
+    if cfg.init_from:
+        init_weights(model, cfg)
     model.to(device).train()
     loss_fn = create_loss_for(model, cfg)
     optimizer = build_optimizer(model, cfg)
@@ -214,8 +226,10 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
                 save_checkpoint(last_path, make_checkpoint(model, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
                                                            IMAGENET_STD, meta=meta, train_state=train_state))
                 record.write(history, best, best_epoch, train_seconds, finished=epoch + 1 == cfg.epochs)
-            log(f"epoch {epoch + 1}/{cfg.epochs}  loss {np.mean(losses):.4f}  val S {scores['S_alpha']:.4f}  "
-                f"MAE {scores['MAE']:.4f}  wF {scores['weighted_F']:.4f}  {seconds:.0f}s" + ("  *best*" if improved and val_data is not None else ""))
+            shown = (f"val S {scores['S_alpha']:.4f}  MAE {scores['MAE']:.4f}  wF {scores['weighted_F']:.4f}"
+                     if val_data is not None else "no validation hold-out (the last epoch is kept)")
+            log(f"epoch {epoch + 1}/{cfg.epochs}  loss {np.mean(losses):.4f}  {shown}  {seconds:.0f}s"
+                + ("  *best*" if improved and val_data is not None else ""))
     if start_epoch >= cfg.epochs:
         log(f"{out}: all {cfg.epochs} epochs already done")
     record.write(history, best, best_epoch, train_seconds, finished=True)
