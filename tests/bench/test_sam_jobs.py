@@ -7,11 +7,11 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-import torch
 import yaml
 
 from defectbench.bench import ResultsStore, load_config, run_experiment
 from tests.bench.synthetic import classed_loader, make_dataset
+from tests.bench.tiny_sam import build_tiny_sam
 
 AMG = {"points_per_side": 2, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
 
@@ -19,25 +19,12 @@ AMG = {"points_per_side": 2, "pred_iou_thresh": 0.0, "stability_score_thresh": 0
 @pytest.fixture
 def tiny_sam_file(tmp_path):
     """Register a tiny SAM (``tiny_job_sam``) and write random weights as its checkpoint file."""
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
     from defectbench.methods.sam.checkpoints import save_random_checkpoint
     from defectbench.methods.sam.registry import ModelSpec, register_model, unregister_model
 
-    def build():
-        dim = 32
-        return Sam(
-            image_encoder=ImageEncoderViT(img_size=1024, patch_size=16, embed_dim=dim, depth=1, num_heads=2,
-                                          out_chans=dim, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-                                          window_size=14, use_rel_pos=True),
-            prompt_encoder=PromptEncoder(embed_dim=dim, image_embedding_size=(64, 64), input_image_size=(1024, 1024),
-                                         mask_in_chans=4),
-            mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer_dim=dim,
-                                     transformer=TwoWayTransformer(depth=2, embedding_dim=dim, mlp_dim=64, num_heads=2),
-                                     iou_head_depth=1, iou_head_hidden_dim=16),
-        ).eval()
 
-    register_model(ModelSpec("tiny_job_sam", "sam", "tiny SAM", "tiny_job_sam.pth", "(test only)", None, None, 0.0, build))
+    register_model(ModelSpec("tiny_job_sam", "sam", "tiny SAM", "tiny_job_sam.pth", "(test only)", None, None, 0.0,
+                            partial(build_tiny_sam, 2)))
     try:
         yield save_random_checkpoint("tiny_job_sam", tmp_path / "ck" / "tiny_job_sam.pth")
     finally:

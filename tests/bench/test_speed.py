@@ -10,6 +10,7 @@ import torch
 
 from defectbench.bench.speed import count_parameters, measure_named, measure_sam, state_dict_mb, time_calls
 from defectbench.cli import main
+from tests.bench.tiny_sam import build_tiny_sam
 
 
 def test_time_calls_adapts_to_slow_calls():
@@ -60,24 +61,11 @@ def test_speed_cli_litenet_json_and_store(tmp_path, capsys):
 @pytest.fixture
 def tiny_sam():
     """A reduced SAM architecture (official modules, tiny widths) registered under a test name."""
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
     from defectbench.methods.sam.registry import ModelSpec, register_model, unregister_model
 
-    def build():
-        dim = 32
-        return Sam(
-            image_encoder=ImageEncoderViT(img_size=1024, patch_size=16, embed_dim=dim, depth=1, num_heads=2,
-                                          out_chans=dim, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-                                          window_size=14, use_rel_pos=True),
-            prompt_encoder=PromptEncoder(embed_dim=dim, image_embedding_size=(64, 64), input_image_size=(1024, 1024),
-                                         mask_in_chans=4),
-            mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer_dim=dim,
-                                     transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
-                                     iou_head_depth=1, iou_head_hidden_dim=16),
-        ).eval()
 
-    register_model(ModelSpec("tiny_test_sam", "sam", "tiny test SAM", "tiny.pth", "(test only)", None, None, 0.0, build))
+    register_model(ModelSpec("tiny_test_sam", "sam", "tiny test SAM", "tiny.pth", "(test only)", None, None, 0.0,
+                            partial(build_tiny_sam, 1)))
     yield "tiny_test_sam"
     unregister_model("tiny_test_sam")
 

@@ -10,7 +10,8 @@ import torchvision
 from defectbench.errors import CheckpointError
 from defectbench.methods.saliency import create_model
 from defectbench.methods.saliency.cpd import CPD, HolisticAttention, gaussian_kernel, min_max_norm
-from defectbench.methods.saliency.losses import create_loss
+
+from tests.saliency.model_checks import check_forward_shapes, train_and_eval_outputs, unused_parameters
 
 # Reference, not a result: sum(p.numel() for p in CPD_ResNet().parameters()) of the official code
 # (github.com/wuzhe71/CPD, model/CPD_ResNet_models.py at commit e7373b4; its ImageNet download in
@@ -36,30 +37,11 @@ def test_default_loss_is_bce(model: CPD) -> None:
 
 @pytest.mark.parametrize("size", [(64, 64), (64, 96)])
 def test_forward_shapes_train_and_eval(model: CPD, size: tuple[int, int]) -> None:
-    x = torch.randn(2, 3, *size)
-    model.train()
-    with torch.no_grad():
-        outs = model(x)
-    assert isinstance(outs, list) and len(outs) == 2  # detection, attention
-    for o in outs:
-        assert o.shape == (2, 1, *size) and torch.isfinite(o).all()
-    model.eval()
-    with torch.no_grad():
-        out = model(x)
-    assert isinstance(out, torch.Tensor) and out.shape == (2, 1, *size)
+    check_forward_shapes(model, size, n_train_outputs=2)  # detection, attention
 
 
 def test_eval_output_is_the_detection_map(model: CPD) -> None:
-    x = torch.randn(1, 3, 64, 64)
-    model.eval()
-    with torch.no_grad():
-        main = model(x)
-        model.train()
-        for m in model.modules():  # keep BN in inference mode so both passes compute the same function
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.eval()
-        outs = model(x)
-    model.eval()
+    outs, main = train_and_eval_outputs(model)
     torch.testing.assert_close(outs[0], main)
     assert not torch.allclose(outs[1], main)
 
@@ -97,12 +79,7 @@ def test_holistic_attention_enlarges_the_attended_region() -> None:
 
 
 def test_every_parameter_is_used_by_the_training_loss(model: CPD) -> None:
-    model.train()
-    model.zero_grad()
-    target = (torch.rand(2, 1, 64, 64) > 0.8).float()
-    create_loss(model.default_loss)(model(torch.randn(2, 3, 64, 64)), target).backward()
-    unused = [n for n, p in model.named_parameters() if p.grad is None]
-    assert unused == []
+    assert unused_parameters(model) == []
 
 
 def test_pretrained_weights_go_into_both_branches(tmp_path, monkeypatch) -> None:

@@ -9,7 +9,8 @@ import torchvision
 from defectbench.errors import CheckpointError
 from defectbench.methods.saliency import create_model
 from defectbench.methods.saliency.edrnet import CBAMBasicBlock, EDRNet, channel_shuffle
-from defectbench.methods.saliency.losses import create_loss
+
+from tests.saliency.model_checks import check_forward_shapes, train_and_eval_outputs, unused_parameters
 
 # Reference, not a result: sum(p.numel() for p in EDRNet(in_channels=3).parameters()) of the official code
 # (github.com/SongGuorong/EDRNet, model/EDRNet.py + model/resattention.py at commit a921833), run outside
@@ -33,30 +34,11 @@ def test_default_loss_is_hybrid(model: EDRNet) -> None:
 
 @pytest.mark.parametrize("size", [(64, 64), (64, 96)])
 def test_forward_shapes_train_and_eval(model: EDRNet, size: tuple[int, int]) -> None:
-    x = torch.randn(2, 3, *size)
-    model.train()
-    with torch.no_grad():
-        outs = model(x)
-    assert isinstance(outs, list) and len(outs) == 7  # refined, sal0..sal4, bridge
-    for o in outs:
-        assert o.shape == (2, 1, *size) and torch.isfinite(o).all()
-    model.eval()
-    with torch.no_grad():
-        out = model(x)
-    assert isinstance(out, torch.Tensor) and out.shape == (2, 1, *size)
+    check_forward_shapes(model, size, n_train_outputs=7)  # refined, sal0..sal4, bridge
 
 
 def test_eval_output_is_the_refined_train_output(model: EDRNet) -> None:
-    x = torch.randn(1, 3, 64, 64)
-    model.eval()
-    with torch.no_grad():
-        main = model(x)
-        model.train()
-        for m in model.modules():  # keep BN in inference mode so both passes compute the same function
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.eval()
-        outs = model(x)
-    model.eval()
+    outs, main = train_and_eval_outputs(model)
     torch.testing.assert_close(outs[0], main)
 
 
@@ -87,12 +69,7 @@ def test_channel_shuffle_interleaves_groups() -> None:
 
 
 def test_every_parameter_is_used_by_the_training_loss(model: EDRNet) -> None:
-    model.train()
-    model.zero_grad()
-    target = (torch.rand(2, 1, 64, 64) > 0.8).float()
-    create_loss(model.default_loss)(model(torch.randn(2, 3, 64, 64)), target).backward()
-    unused = [n for n, p in model.named_parameters() if p.grad is None]
-    assert unused == []
+    assert unused_parameters(model) == []
 
 
 def test_pretrained_weights_go_into_the_encoder(tmp_path, monkeypatch) -> None:

@@ -9,7 +9,8 @@ import torchvision
 from defectbench.errors import CheckpointError
 from defectbench.methods.saliency import create_model
 from defectbench.methods.saliency.f3net import CFM, Decoder, F3Net
-from defectbench.methods.saliency.losses import create_loss
+
+from tests.saliency.model_checks import check_forward_shapes, train_and_eval_outputs, unused_parameters
 
 # Reference, not a result: sum(p.numel() for p in F3Net(cfg).parameters()) of the official code
 # (github.com/weijun88/F3Net, src/net.py at commit eecace3; cfg.snapshot=None and its ResNet-50 weight
@@ -34,30 +35,11 @@ def test_default_loss_is_structure(model: F3Net) -> None:
 
 @pytest.mark.parametrize("size", [(64, 64), (64, 96)])
 def test_forward_shapes_train_and_eval(model: F3Net, size: tuple[int, int]) -> None:
-    x = torch.randn(2, 3, *size)
-    model.train()
-    with torch.no_grad():
-        outs = model(x)
-    assert isinstance(outs, list) and len(outs) == 6  # pred2, pred1, out2r..out5r
-    for o in outs:
-        assert o.shape == (2, 1, *size) and torch.isfinite(o).all()
-    model.eval()
-    with torch.no_grad():
-        out = model(x)
-    assert isinstance(out, torch.Tensor) and out.shape == (2, 1, *size)
+    check_forward_shapes(model, size, n_train_outputs=6)  # pred2, pred1, out2r..out5r
 
 
 def test_eval_output_is_the_second_decoders_prediction(model: F3Net) -> None:
-    x = torch.randn(1, 3, 64, 64)
-    model.eval()
-    with torch.no_grad():
-        main = model(x)
-        model.train()
-        for m in model.modules():  # keep BN in inference mode so both passes compute the same function
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.eval()
-        outs = model(x)
-    model.eval()
+    outs, main = train_and_eval_outputs(model)
     torch.testing.assert_close(outs[0], main)
     assert not torch.allclose(outs[1], main)
 
@@ -91,12 +73,7 @@ def test_head_initialisation_is_f3nets(model: F3Net) -> None:
 
 
 def test_every_parameter_is_used_by_the_training_loss(model: F3Net) -> None:
-    model.train()
-    model.zero_grad()
-    target = (torch.rand(2, 1, 64, 64) > 0.8).float()
-    create_loss(model.default_loss)(model(torch.randn(2, 3, 64, 64)), target).backward()
-    unused = [n for n, p in model.named_parameters() if p.grad is None]
-    assert unused == []
+    assert unused_parameters(model) == []
 
 
 def test_pretrained_weights_go_into_the_backbone(tmp_path, monkeypatch) -> None:

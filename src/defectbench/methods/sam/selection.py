@@ -33,7 +33,6 @@ candidate score, a graded map whose threshold sweep follows the strategy's confi
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
