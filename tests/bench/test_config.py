@@ -112,11 +112,11 @@ def test_quick_config_is_small():
     jobs = expand_jobs(c)
     trained = [j for j in jobs if j.method.type == "sod" and not j.method.options.get("checkpoint")]
     assert 0 < len(trained) <= 4
-    # brief: at most 3500 image-epochs at <= 160 px per trained job (about 3 minutes on a 2-core CPU)
+    # brief: at most 2500 image-epochs at <= 160 px per trained job (about 2 minutes on a 2-core CPU)
     for j in trained:
         train = j.method.options["train"]
         n_train = {"sd900": 540, "mt": 196}[j.task.dataset]
-        assert int(train["epochs"]) * n_train <= 3500 and int(train["size"]) <= 160, j.id
+        assert int(train["epochs"]) * n_train <= 2500 and int(train["size"]) <= 160, j.id
 
 
 def test_paper_jobs_start(tmp_path, monkeypatch):
