@@ -55,7 +55,7 @@ def main() -> None:
     from defectbench.train import SaliencyPredictor
     from defectbench.train.checkpoint import read_checkpoint, shipped_weights_path
     from defectbench.train.predict import optimize_for_cpu
-    from defectbench.train.record import count_parameters
+    from defectbench.bench.speed import count_parameters, state_dict_mb
 
     lite = SaliencyPredictor.from_shipped("litenet", args.weights)
     size, litenet = lite.size, lite.model
@@ -82,15 +82,12 @@ def main() -> None:
         fast.predict(img)
     e2e = n / (time.perf_counter() - t0)
 
-    def mb(m: torch.nn.Module) -> float:
-        return sum(p.numel() * p.element_size() for p in m.state_dict().values()) / 2**20
-
     print(f"CPU threads {args.threads}; litenet (weights {args.weights!r}, {kwargs}) input {size}x{size}; "
           f"EDRNet (ResNet-34) input 224x224; median of {args.rounds} interleaved rounds")
-    print(f"{'model':20s} {'params (M)':>10s} {'fp32 MB':>8s} {'FPS b1':>8s}")
+    print(f"{'model':20s} {'params (M)':>10s} {'fp32 MB':>8s} {'FPS b1':>8s}")  # MB: 10^6 bytes, as in Table 7
     for name, (model, _) in runs.items():
         ref = litenet if name.startswith("litenet") else edrnet
-        print(f"{name:20s} {count_parameters(ref) / 1e6:10.2f} {mb(ref):8.1f} {fps[name]:8.1f}")
+        print(f"{name:20s} {count_parameters(ref):10.2f} {state_dict_mb(ref):8.1f} {fps[name]:8.1f}")
     print(f"litenet --optimize end to end (200x200 gray image -> map, SaliencyPredictor.predict): {e2e:.1f} FPS")
     best = fps["litenet --optimize"]
     print(f"target >= 50 FPS batch 1: {'met' if best >= 50 else 'NOT met'} ({best:.1f} FPS with --optimize)")

@@ -28,7 +28,9 @@ SAM_INPUT = 1024
 
 def count_parameters(model: Any) -> float:
     """Return the number of parameters in millions."""
-    return sum(p.numel() for p in model.parameters()) / 1e6
+    from defectbench.train.record import count_parameters as parameter_count
+
+    return parameter_count(model) / 1e6
 
 
 def state_dict_mb(model: Any) -> float:

@@ -43,6 +43,11 @@ class ExperimentStatus:
         return list(methods), cols, cells
 
 
+def effective_state(stored: str, runner_is_active: bool) -> str:
+    """Return a job's state as shown: a job stored as ``running`` with no runner active was interrupted."""
+    return "interrupted" if stored == "running" and not runner_is_active else stored
+
+
 def experiment_status(experiment_dir: str | Path) -> ExperimentStatus:
     """Read an experiment's store and say where each job stands."""
     exp = Path(experiment_dir)
@@ -54,12 +59,9 @@ def experiment_status(experiment_dir: str | Path) -> ExperimentStatus:
     spent = 0.0
     now = time.time()
     for j in jobs:
-        state = j.status
+        state = effective_state(j.status, active)
         if state == "running":
-            if active:
-                spent += max(0.0, now - (j.started or now))
-            else:
-                state = "interrupted"
+            spent += max(0.0, now - (j.started or now))
         states[j.job_id] = state
         if j.status != "running" and j.seconds:
             spent += j.seconds

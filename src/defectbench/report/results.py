@@ -203,15 +203,15 @@ def _maps_dir(job: JobRecord, experiment_dir: Path) -> Path | None:
 def load_results(experiment_dir: str | Path) -> ExperimentResults:
     """Read an experiment's store and aggregate every finished job."""
     from defectbench.bench.lock import runner_active
+    from defectbench.bench.status import effective_state
 
     exp = Path(experiment_dir)
     with ResultsStore(exp / STORE_NAME, readonly=True) as store:
         meta = store.meta()
         jobs = store.jobs()
-        if not runner_active(exp):  # a job left "running" by a killed runner was interrupted
-            for j in jobs:
-                if j.status == "running":
-                    j.status = "interrupted"
+        active = runner_active(exp)
+        for j in jobs:
+            j.status = effective_state(j.status, active)
         speed = store.speed_rows()
         tasks: dict[str, TaskInfo] = {}
         methods: dict[str, dict[str, MethodResult]] = defaultdict(dict)
