@@ -11,7 +11,7 @@ from defectbench.errors import CheckpointError
 from defectbench.methods.saliency import create_model
 from defectbench.methods.saliency.cpd import CPD, HolisticAttention, gaussian_kernel, min_max_norm
 
-from tests.saliency.model_checks import check_forward_shapes, train_and_eval_outputs, unused_parameters
+from tests.methods.saliency.model_checks import check_forward_shapes, train_and_eval_outputs, unused_parameters
 
 # Reference, not a result: sum(p.numel() for p in CPD_ResNet().parameters()) of the official code
 # (github.com/wuzhe71/CPD, model/CPD_ResNet_models.py at commit e7373b4; its ImageNet download in

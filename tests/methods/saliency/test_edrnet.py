@@ -10,7 +10,7 @@ from defectbench.errors import CheckpointError
 from defectbench.methods.saliency import create_model
 from defectbench.methods.saliency.edrnet import CBAMBasicBlock, EDRNet, channel_shuffle
 
-from tests.saliency.model_checks import check_forward_shapes, train_and_eval_outputs, unused_parameters
+from tests.methods.saliency.model_checks import check_forward_shapes, train_and_eval_outputs, unused_parameters
 
 # Reference, not a result: sum(p.numel() for p in EDRNet(in_channels=3).parameters()) of the official code
 # (github.com/SongGuorong/EDRNet, model/EDRNet.py + model/resattention.py at commit a921833), run outside

@@ -10,7 +10,7 @@ from defectbench.errors import CheckpointError
 from defectbench.methods.saliency import create_model
 from defectbench.methods.saliency.f3net import CFM, Decoder, F3Net
 
-from tests.saliency.model_checks import check_forward_shapes, train_and_eval_outputs, unused_parameters
+from tests.methods.saliency.model_checks import check_forward_shapes, train_and_eval_outputs, unused_parameters
 
 # Reference, not a result: sum(p.numel() for p in F3Net(cfg).parameters()) of the official code
 # (github.com/weijun88/F3Net, src/net.py at commit eecace3; cfg.snapshot=None and its ResNet-50 weight

@@ -75,7 +75,7 @@ def test_predict_dataset_writes_maps_and_run_record_and_reuses_proposals(tmp_pat
 _KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {repo!r})
-from tests.sam.helpers import register_tiny
+from tests.methods.sam.helpers import register_tiny
 register_tiny("test_tiny", img_size=128)
 from defectbench.methods.sam.predict import predict_dataset
 predict_dataset("test_tiny", "sd900", "test", "oracle-combine", {out!r}, random_seed=0, cache_dir={cache!r},
