@@ -54,7 +54,7 @@ def run_reference(pairs: list[tuple[Path, Path]]) -> tuple[float, dict]:
 
 def run_ours(pred_dir: Path, gt_dir: Path, workers: int | None) -> tuple[float, dict]:
     """Score with defectbench's folder evaluator."""
-    from defectbench.metrics import evaluate_folders
+    from defectbench.evaluate import evaluate_folders
 
     t0 = time.perf_counter()
     res = evaluate_folders(pred_dir, gt_dir, workers=workers)
@@ -71,7 +71,7 @@ def main() -> int:
     if len(gts) != 900:
         print(f"expected 900 masks in {gt_dir}, found {len(gts)}", file=sys.stderr)
         return 2
-    from defectbench.metrics.evaluate import default_workers
+    from defectbench.evaluate import default_workers
 
     with tempfile.TemporaryDirectory() as tmp:
         pred_dir = Path(tmp)

@@ -28,3 +28,37 @@ def checkpoints_dir() -> Path | None:
     """Return ``$DEFECTBENCH_CHECKPOINTS`` as a path, or None when unset."""
     env = os.environ.get(CHECKPOINTS_ENV)
     return Path(env).expanduser() if env else None
+
+
+def prepare_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``path`` as a folder (with its parents) or raise one clear error: a file in the way, no permission."""
+    from defectbench.errors import DataError
+
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: {what} is an existing file, not a folder; choose another path")
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise DataError(f"{path}: cannot create the {what}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise DataError(f"{path}: cannot write the {what}: no write permission in {ancestor}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot create the {what} ({exc.strerror})") from None
+    return path
+
+
+def prepare_output_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Check that ``path`` can be written as a file (its folder created), or raise one clear error."""
+    from defectbench.errors import DataError
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise DataError(f"{path}: {what} is an existing folder; give a file name")
+    prepare_output_dir(path.parent, f"folder of the {what}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise DataError(f"{path}: cannot overwrite the {what}: no write permission")
+    return path

@@ -238,13 +238,32 @@ def write_maps(predictor: Any, items: list[EvalItem], maps_dir: Path, batch: int
 
 # -- SAM ------------------------------------------------------------------------------------------------------
 def sam_checkpoint(method: MethodSpec) -> Path:
-    """Locate a SAM method's checkpoint; a missing one skips the job with the file to get and where from."""
+    """Locate a SAM method's checkpoint: an absent default file skips the job (naming the file to get and where
+    from); a ``checkpoint`` given explicitly in the config but missing is an error (the job fails)."""
     from defectbench.methods.sam.checkpoints import locate
 
+    explicit = method.options.get("checkpoint")
     try:
-        return locate(str(method.options["model"]), method.options.get("checkpoint"))
+        return locate(str(method.options["model"]), explicit)
     except CheckpointError as exc:
+        if explicit:
+            raise CheckpointError(f"method {method.name}: {exc}") from None
         raise JobSkipped(str(exc)) from None
+
+
+def preflight(job: Job) -> tuple[str, str]:
+    """Check a job's file references without running it: ``("ok" | "skip" | "error", message)``."""
+    method = job.method
+    try:
+        if job.kind == "eval" and method.type == "sod" and method.options.get("checkpoint") and job.task is not None:
+            return "ok", f"checkpoint {resolve_checkpoint(method, job.task)}"
+        if method.type == "sam":
+            return "ok", f"checkpoint {sam_checkpoint(method)}"
+    except JobSkipped as exc:
+        return "skip", str(exc)
+    except DefectbenchError as exc:
+        return "error", str(exc)
+    return "ok", ""
 
 
 def run_sam(job: Job, ctx: JobContext) -> Produced:

@@ -8,6 +8,17 @@ from typing import Any
 
 from defectbench.bench.config import ExperimentConfig, MethodSpec, SpeedSpec, TaskSpec, spec_hash
 
+# method options that change how a result is shown or scheduled, never the result itself: they stay out of a
+# job's fingerprint, so renaming a row (or moving it to other hardware) never recomputes a finished job
+NOT_RESULT_OPTIONS = frozenset({"label", "resources"})
+
+
+def result_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Return a job spec without the method options in :data:`NOT_RESULT_OPTIONS` (also for specs stored earlier)."""
+    method = dict(spec.get("method") or {})
+    method["options"] = {k: v for k, v in (method.get("options") or {}).items() if k not in NOT_RESULT_OPTIONS}
+    return {**spec, "method": method}
+
 
 @dataclass(frozen=True)
 class Job:
@@ -28,7 +39,7 @@ class Job:
         return f"{self.task.key}/{self.method.name}/seed{self.seed}"
 
     def spec(self) -> dict[str, Any]:
-        """Return everything that determines the job's result, as JSON-able data."""
+        """Return everything that determines the job's result (and nothing else), as JSON-able data."""
         out: dict[str, Any] = {"kind": self.kind, "method": {"name": self.method.name, "type": self.method.type,
                                                              "options": self.method.options}}
         if self.kind == "speed":
@@ -36,7 +47,7 @@ class Job:
         else:
             out["task"] = asdict(self.task) if self.task else None
             out["seed"] = self.seed
-        return out
+        return result_spec(out)
 
     def spec_hash(self) -> str:
         """Return the hash of :meth:`spec`; a finished job whose hash changed was made with other settings."""

@@ -6,12 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
 
 from defectbench.bench.blob import scores_to_fields
 from defectbench.bench.store import ImageRow
-from defectbench.data.imageio import list_images, read_gray8
+from defectbench.data.imageio import images_by_stem, read_map_for_mask
 from defectbench.data.sample import Sample
 from defectbench.errors import DataError
 
@@ -30,26 +28,7 @@ class EvalItem:
 
 def index_maps(folder: str | Path) -> dict[str, Path]:
     """Map each image stem of a folder of saliency maps to its file."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: maps folder not found")
-    out: dict[str, Path] = {}
-    for p in list_images(folder):
-        if p.stem in out:
-            raise DataError(f"{folder}: two maps share the stem {p.stem!r} ({out[p.stem].name}, {p.name}); keep one")
-        out[p.stem] = p
-    return out
-
-
-def read_map(path: Path, shape: tuple[int, int], resize: bool) -> np.ndarray:
-    """Read a saliency map as ``HxW`` uint8 of the ground truth's shape (resized only when asked)."""
-    pred, _ = read_gray8(path)
-    if pred.shape != shape:
-        if not resize:
-            raise DataError(f"{path}: map is {pred.shape[1]}x{pred.shape[0]} but its ground truth is {shape[1]}x{shape[0]};"
-                            " write maps at image size or set `resize: true` for this method")
-        pred = cv2.resize(pred, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-    return pred
+    return images_by_stem(folder, "maps folder")
 
 
 def score_item(job_id: str, item: EvalItem, map_path: Path, resize: bool = False) -> ImageRow:
@@ -57,7 +36,7 @@ def score_item(job_id: str, item: EvalItem, map_path: Path, resize: bool = False
     from defectbench.metrics.core import score_image
 
     gt = item.sample.mask()
-    pred = read_map(map_path, gt.shape, resize)
+    pred, _ = read_map_for_mask(map_path, gt.shape, resize)
     fields = scores_to_fields(score_image(pred, gt))
     hi = pred >= DEFECT_U8
     return ImageRow(job_id, item.sample.id, item.split, item.role, item.sample.defect_class, fields,

@@ -205,7 +205,7 @@ class ResultsStore:
         changed: list[str] = []
         with self.conn:
             for pos, job in enumerate(jobs):
-                row = self.conn.execute("SELECT status, spec_hash FROM jobs WHERE job_id = ?", (job.id,)).fetchone()
+                row = self.conn.execute("SELECT status, spec, spec_hash FROM jobs WHERE job_id = ?", (job.id,)).fetchone()
                 h = job.spec_hash()
                 task = job.task
                 values = dict(
@@ -223,8 +223,12 @@ class ResultsStore:
                     )
                     continue
                 if row["status"] == "done" and row["spec_hash"] != h:
-                    changed.append(job.id)
-                    continue
+                    if _result_hash(row["spec"]) != h:
+                        changed.append(job.id)
+                        continue
+                    # stored by an earlier version with a label in its fingerprint: same result, take the new one
+                    self.conn.execute("UPDATE jobs SET spec = ?, spec_hash = ? WHERE job_id = ?",
+                                      (json.dumps(job.spec(), default=str), h, job.id))
                 sets = ", ".join(f"{k} = ?" for k in values)
                 args: list[Any] = list(values.values())
                 if row["status"] != "done":
@@ -345,6 +349,17 @@ class ResultsStore:
     def speed_rows(self) -> list[SpeedRecord]:
         """Return every stored speed measurement."""
         return [SpeedRecord(**{k: r[k] for k in r.keys()}) for r in self.conn.execute("SELECT * FROM speed ORDER BY job_id")]
+
+
+def _result_hash(stored_spec: str | None) -> str | None:
+    """The fingerprint of a stored spec under today's rule (None when unreadable)."""
+    from defectbench.bench.config import spec_hash
+    from defectbench.bench.jobs import result_spec
+
+    try:
+        return spec_hash(result_spec(json.loads(stored_spec or "")))
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def _job_record(r: sqlite3.Row) -> JobRecord:

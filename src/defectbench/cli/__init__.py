@@ -27,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="<verb>")
     sub.required = True
     for name in VERB_MODULES:
-        try:
-            module = importlib.import_module(f"defectbench.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"defectbench.cli.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"defectbench.cli.{name}").register(sub)
     return parser
 
 
@@ -45,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         status = args.func(args)
     except DefectbenchError as exc:
         print(f"defectbench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file-system mistake no check caught: still one line naming the path
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"defectbench: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("defectbench: interrupted; finished results are kept, run the same command again to resume", file=sys.stderr)

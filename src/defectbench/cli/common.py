@@ -24,3 +24,25 @@ def add_data_root(parser: argparse.ArgumentParser) -> None:
 def add_device(parser: argparse.ArgumentParser) -> None:
     """Add ``--device auto|cpu|cuda``."""
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run models")
+
+
+def _number(kind: type, low: float, inclusive: bool, what: str):
+    """An argparse type: a number of ``kind`` above ``low`` (or at it, when ``inclusive``)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if value != value or (value < low if inclusive else value <= low):  # NaN included
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _number(int, 0, False, "a positive whole number")
+non_negative_int = _number(int, 0, True, "a whole number >= 0")
+positive_float = _number(float, 0.0, False, "a positive number")
+non_negative_float = _number(float, 0.0, True, "a number >= 0")

@@ -6,7 +6,7 @@ import argparse
 import csv
 import io
 
-from defectbench.cli.common import add_data_root, console, err_console
+from defectbench.cli.common import add_data_root, console, err_console, positive_int
 
 COLUMNS = ("n", "S_alpha", "MAE", "max_E", "mean_E", "adp_E", "weighted_F", "max_F", "mean_F", "adp_F")
 
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="write the summary (and per-class / per-split rows) to this JSON file")
     p.add_argument("--csv", help="write one row per image to this CSV file")
     p.add_argument("--by-class", action="store_true", help="print one row per defect class too")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU cores)")
+    p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: CPU cores)")
     p.add_argument("--resize", action="store_true", help="resize maps to their mask's size (bilinear) instead of failing")
     p.set_defaults(func=run)
 
@@ -53,8 +53,12 @@ def format_table(result, by_class: bool) -> "rich.table.Table":  # noqa: F821
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print / write the results."""
     from defectbench.atomic import atomic_write_json, atomic_write_text
-    from defectbench.metrics import evaluate_folders, evaluate_split
+    from defectbench.evaluate import evaluate_folders, evaluate_split
+    from defectbench.paths import prepare_output_file
 
+    for flag, path in (("--json", args.json), ("--csv", args.csv)):  # checked before the work, not after
+        if path:
+            prepare_output_file(path, f"{flag} file")
     if args.gt:
         result = evaluate_folders(args.pred, args.gt, workers=args.workers, resize=args.resize, progress=True)
     else:

@@ -18,8 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report and print where it is."""
+    from defectbench.paths import prepare_output_dir
     from defectbench.report import write_report
 
+    if args.out:
+        prepare_output_dir(args.out, "report folder")
     index = write_report(args.experiment, args.out, figures=not args.no_figures)
     console.print(f"report: {index}", highlight=False)
     return 0

@@ -154,6 +154,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_viz(args: argparse.Namespace) -> int:
     """Draw each image's proposals and selection."""
     from defectbench.data import read_image, read_mask, to_rgb
+    from defectbench.data.imageio import images_by_stem
     from defectbench.errors import DataError
     from defectbench.methods.sam.predict import ProposalSource, SelectionConfig, select
     from defectbench.methods.sam.selection import is_oracle
@@ -167,17 +168,18 @@ def run_viz(args: argparse.Namespace) -> int:
 
         raise ConfigError("sam viz draws prior or oracle selections; the learned selector needs sam predict")
     out = Path(args.out)
-    for name in args.images:
-        path = Path(name)
+    if is_oracle(cfg.strategy) and not args.gt_dir:
+        raise DataError(f"{cfg.strategy} is an oracle: pass --gt-dir with the ground-truth masks")
+    masks = images_by_stem(args.gt_dir, "--gt-dir folder") if args.gt_dir else {}
+    paths = [Path(name) for name in args.images]
+    for path in paths:  # every input is checked before SAM is loaded
+        if not path.is_file():
+            raise DataError(f"{path}: image not found")
+        if args.gt_dir and path.stem not in masks:
+            raise DataError(f"{args.gt_dir}: no mask with the stem {path.stem!r} (masks are matched by exact file stem)")
+    for path in paths:
         image = read_image(path)
-        gt = None
-        if args.gt_dir:
-            cands = [p for p in Path(args.gt_dir).glob(path.stem + ".*")]
-            if not cands:
-                raise DataError(f"{args.gt_dir}: no mask named {path.stem}.*")
-            gt = read_mask(cands[0])
-        if is_oracle(cfg.strategy) and gt is None:
-            raise DataError(f"{cfg.strategy} is an oracle: pass --gt-dir with the ground-truth masks")
+        gt = read_mask(masks[path.stem]) if args.gt_dir else None
         props = source.get(to_rgb(image))
         sel, _ = select(props, image, cfg, gt)
         target = out / f"{path.stem}_sam.png"

@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from defectbench.cli.common import add_data_root, add_device, console, err_console
+from defectbench.cli.common import (add_data_root, add_device, console, err_console, non_negative_float, positive_float,
+                                    positive_int)
 from defectbench.errors import ConfigError
 
 # CLI flag (dest) -> TrainConfig field, for the options a user gives explicitly
@@ -25,19 +26,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="registered model name (litenet, edrnet, cpd, f3net, ...)")
     p.add_argument("--dataset", default=None, help="dataset to train on (default sd900)")
     p.add_argument("--split", default=None, help="training split (default train; MT: 1to1-train or 7to3-train)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--size", type=int, default=None, help="square input size, divisible by 32 (default 224)")
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--batch", type=positive_int, default=None)
+    p.add_argument("--size", type=positive_int, default=None, help="square input size, divisible by 32 (default 224)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", required=True, help="run folder (best.pt, last.pt, run.json, train.log)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--config", help="YAML file of training options (keys of TrainConfig); flags override it")
     p.add_argument("--model-args", default=None, help='JSON dict of model keyword arguments, e.g. \'{"variant": 1}\'')
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--lr", type=positive_float, default=None)
     p.add_argument("--optimizer", choices=("adamw", "adam", "sgd"), default=None)
     p.add_argument("--schedule", choices=("cosine", "poly", "step", "constant", "triangle"), default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--warmup-epochs", type=float, default=None)
+    p.add_argument("--weight-decay", type=non_negative_float, default=None)
+    p.add_argument("--warmup-epochs", type=non_negative_float, default=None)
     p.add_argument("--loss", default=None, help="loss name (default: the model's paper loss)")
     p.add_argument("--val-fraction", type=float, default=None, help="held-out part of the training split (default 0.1)")
     p.add_argument("--select-metric", choices=("S_alpha", "MAE", "weighted_F"), default=None,
@@ -47,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone-weights", default=None, help="local ImageNet weights file of the backbone")
     p.add_argument("--no-pretrained", action="store_true",
                    help="train the backbone from scratch (no ImageNet weights; recorded in run.json)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training images (smoke tests)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default 2)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images (smoke tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per epoch only)")
     add_data_root(p)
     add_device(p)
@@ -64,8 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     inp.add_argument("--dataset", help="predict the images of a dataset split instead (with --split)")
     q.add_argument("--split", default="test", help="split of --dataset (default test)")
     q.add_argument("--out", required=True, help="folder for the maps")
-    q.add_argument("--batch", type=int, default=8)
-    q.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    q.add_argument("--batch", type=positive_int, default=8, help="images per forward pass (default 8)")
+    q.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
+    q.add_argument("--into-existing", action="store_true",
+                   help="write maps into a folder that holds other files (never over a file this command did not write)")
     q.add_argument("--optimize", action="store_true",
                    help="CPU only: run a traced, BN-folded, channels-last copy of the model (about 2x faster batch 1)")
     add_data_root(q)
@@ -118,7 +121,12 @@ def run_train(args: argparse.Namespace) -> int:
     from defectbench.train import TrainConfig, train_model
 
     overrides = _overrides(args)
-    recorded = Path(args.out) / "run.json"
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir() or not out.exists() and any(a.exists() and not a.is_dir() for a in out.parents):
+        from defectbench.paths import prepare_output_dir
+
+        prepare_output_dir(out, "--out run folder")  # raises the one-line reason
+    recorded = out / "run.json"
     if args.resume and recorded.is_file():
         # resume with the run's own options; flags given on the command line still apply (and are checked)
         overrides = {**_recorded_config(recorded), **overrides}
@@ -142,29 +150,31 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Predict maps for a folder or a dataset split."""
+    """Predict maps for a folder or a dataset split (inputs and the output folder are checked before a model loads)."""
     import torch
 
     from defectbench.errors import DefectbenchError
     from defectbench.runtime import resolve_device
-    from defectbench.train import SaliencyPredictor, predict_folder, predict_paths
+    from defectbench.train import SaliencyPredictor
+    from defectbench.train.predict import check_maps_folder, input_images, predict_paths
 
+    if args.weights and not args.model:
+        raise DefectbenchError("--weights needs --model (e.g. --model litenet --weights sd900)")
+    if args.dataset:
+        from defectbench.data import load_dataset
+
+        paths = [s.image_path for s in load_dataset(args.dataset, args.data_root).split(args.split)]
+    else:
+        paths = input_images(args.input)
+    check_maps_folder(args.out, paths, args.into_existing)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if args.weights:
-        if not args.model:
-            raise DefectbenchError("--weights needs --model (e.g. --model litenet --weights sd900)")
         predictor = SaliencyPredictor.from_shipped(args.model, args.weights, device=device, optimize=args.optimize)
     else:
         predictor = SaliencyPredictor.from_checkpoint(args.checkpoint, expected_model=args.model, device=device,
                                                       optimize=args.optimize)
-    if args.dataset:
-        from defectbench.data import load_dataset
-
-        samples = load_dataset(args.dataset, args.data_root).split(args.split)
-        written = predict_paths(predictor, [s.image_path for s in samples], args.out, batch=args.batch)
-    else:
-        written = predict_folder(predictor, args.input, args.out, batch=args.batch)
+    written = predict_paths(predictor, paths, args.out, batch=args.batch, into_existing=args.into_existing)
     console.print(f"wrote {len(written)} maps to {args.out} ({predictor.name}, input size {predictor.size})", highlight=False)
     return 0
 

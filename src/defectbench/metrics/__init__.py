@@ -1,4 +1,4 @@
-"""Saliency metrics with PySODMetrics 1.6 definitions: per image, aggregated, and folder-versus-folder."""
+"""Saliency metrics with PySODMetrics 1.6 definitions: arrays in, numbers out (per image and aggregated)."""
 
 from defectbench.metrics.aggregate import (
     PAPER_METRICS,
@@ -9,10 +9,8 @@ from defectbench.metrics.aggregate import (
     pixel_max_f1,
 )
 from defectbench.metrics.core import CURVE_THRESHOLDS, ImageScores, score_image
-from defectbench.metrics.evaluate import EvalResult, Pair, evaluate_folders, evaluate_split, score_pairs
 
 __all__ = [
-    "CURVE_THRESHOLDS", "EvalResult", "ImageScores", "PAPER_METRICS", "Pair", "SUMMARY_KEYS", "aggregate",
-    "evaluate_folders", "evaluate_split", "mean_curves", "pixel_f1_curve", "pixel_max_f1", "score_image",
-    "score_pairs",
+    "CURVE_THRESHOLDS", "ImageScores", "PAPER_METRICS", "SUMMARY_KEYS", "aggregate", "mean_curves",
+    "pixel_f1_curve", "pixel_max_f1", "score_image",
 ]

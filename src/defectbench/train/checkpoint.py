@@ -88,13 +88,10 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> None:
 
 def read_checkpoint(path: str | Path, expected_model: str | None = None) -> dict[str, Any]:
     """Read and check a checkpoint file; one clear :class:`CheckpointError` line if it is missing, corrupt or foreign."""
+    from defectbench.torch_io import load_weights_only
+
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means a bad file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}); the file is truncated or corrupt — train again or restore it") from None
+    ckpt = load_weights_only(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a defectbench saliency checkpoint (a bare state dict or another tool's file); "
                               "use a best.pt/last.pt written by `defectbench train`")

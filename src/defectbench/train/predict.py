@@ -94,19 +94,69 @@ class SaliencyPredictor:
         return self.predict_batch([image])[0]
 
 
+MAPS_MANIFEST = ".defectbench-maps.json"
+
+
+def _manifest_names(out_dir: Path) -> set[str]:
+    """Names of the maps an earlier ``predict`` wrote into ``out_dir`` (empty when it wrote none)."""
+    import json
+
+    try:
+        return set(json.loads((out_dir / MAPS_MANIFEST).read_text()).get("maps", []))
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def check_maps_folder(out_dir: str | Path, image_paths: Sequence[Path], into_existing: bool = False) -> Path:
+    """Check that maps for ``image_paths`` can go into ``out_dir`` without destroying any file; return the folder.
+
+    Refused: the folder of an input image (maps would overwrite PNG inputs); a folder holding files that
+    ``predict`` did not write (unless ``into_existing``); and, always, a map path that is an existing file
+    ``predict`` did not write.
+    """
+    from defectbench.paths import prepare_output_dir
+
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.is_dir():
+        here = out_dir.resolve()
+        inputs_here = [p for p in image_paths if Path(p).resolve().parent == here]
+        if inputs_here:
+            raise DataError(f"{out_dir}: --out is the folder of the input images ({inputs_here[0].name}, ...); maps "
+                            "there would overwrite them: choose another folder")
+        ours = _manifest_names(out_dir)
+        foreign = sorted(f.name for f in out_dir.iterdir() if f.name != MAPS_MANIFEST and f.name not in ours)
+        targets = {f"{Path(p).stem}.png" for p in image_paths}
+        clobbered = [n for n in foreign if n in targets]
+        if clobbered:
+            raise DataError(f"{out_dir / clobbered[0]}: exists and was not written by defectbench predict; a map of the "
+                            f"same name would replace it ({len(clobbered)} such files): choose an empty folder")
+        if foreign and not into_existing:
+            raise DataError(f"{out_dir}: holds {len(foreign)} files not written by defectbench predict (e.g. {foreign[0]}); "
+                            "choose an empty or new folder, or pass --into-existing to write beside them")
+    return prepare_output_dir(out_dir, "maps folder")
+
+
 def predict_paths(predictor: SaliencyPredictor, paths: Sequence[Path], out_dir: str | Path, batch: int = 8,
-                  progress: bool = True, overwrite: bool = True) -> list[Path]:
+                  progress: bool = True, overwrite: bool = True, into_existing: bool = False) -> list[Path]:
     """Write one 8-bit PNG map per image path into ``out_dir`` (named by the image's stem); return the map paths.
 
-    With ``overwrite=False`` maps already present are kept (resumable).
+    With ``overwrite=False`` maps already present are kept (resumable). ``out_dir`` is checked first
+    (:func:`check_maps_folder`): no input image or foreign file is ever overwritten.
     """
+    from defectbench.atomic import atomic_write_json
+
+    if batch < 1:
+        raise DataError(f"batch must be a positive number of images, got {batch}")
     paths = [Path(p) for p in paths]
+    if not paths:
+        raise DataError("no images to predict")
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):
         dup = sorted({s for s in stems if stems.count(s) > 1})[0]
         raise DataError(f"several images share the stem {dup!r} ({paths[stems.index(dup)].parent}); maps are named by stem")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_maps_folder(out_dir, paths, into_existing)
+    names = sorted(_manifest_names(out_dir) | {f"{s}.png" for s in stems})
+    atomic_write_json(out_dir / MAPS_MANIFEST, {"written_by": "defectbench predict", "maps": names})
     todo = [p for p in paths if overwrite or not (out_dir / f"{p.stem}.png").is_file()]
     from rich.progress import Progress
 
@@ -121,22 +171,30 @@ def predict_paths(predictor: SaliencyPredictor, paths: Sequence[Path], out_dir: 
     return [out_dir / f"{p.stem}.png" for p in paths]
 
 
-def predict_folder(predictor: SaliencyPredictor | str | Path, input_dir: str | Path, out_dir: str | Path,
-                   batch: int = 8, ids: Sequence[str] | None = None, progress: bool = True,
-                   overwrite: bool = True) -> list[Path]:
-    """Write one 8-bit PNG map per image of ``input_dir`` (same stem) into ``out_dir``; return the paths.
-
-    ``predictor`` is a :class:`SaliencyPredictor` or a checkpoint path; ``ids`` restricts to those stems.
-    """
-    if not isinstance(predictor, SaliencyPredictor):
-        predictor = SaliencyPredictor.from_checkpoint(predictor)
+def input_images(input_dir: str | Path, ids: Sequence[str] | None = None) -> list[Path]:
+    """The images of a folder to predict (restricted to the stems ``ids``); an error when there are none."""
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
-        raise DataError(f"{input_dir}: input folder not found")
+        raise DataError(f"{input_dir}: input folder not found" if not input_dir.exists() else f"{input_dir}: not a folder")
     paths = list_images(input_dir)
     if ids is not None:
         wanted = set(ids)
         paths = [p for p in paths if p.stem in wanted]
     if not paths:
         raise DataError(f"{input_dir}: no images found (png, jpg, bmp, tif, webp)")
-    return predict_paths(predictor, paths, out_dir, batch=batch, progress=progress, overwrite=overwrite)
+    return paths
+
+
+def predict_folder(predictor: SaliencyPredictor | str | Path, input_dir: str | Path, out_dir: str | Path,
+                   batch: int = 8, ids: Sequence[str] | None = None, progress: bool = True,
+                   overwrite: bool = True, into_existing: bool = False) -> list[Path]:
+    """Write one 8-bit PNG map per image of ``input_dir`` (same stem) into ``out_dir``; return the paths.
+
+    ``predictor`` is a :class:`SaliencyPredictor` or a checkpoint path; ``ids`` restricts to those stems.
+    """
+    paths = input_images(input_dir, ids)
+    check_maps_folder(out_dir, paths, into_existing)  # before a model is loaded
+    if not isinstance(predictor, SaliencyPredictor):
+        predictor = SaliencyPredictor.from_checkpoint(predictor)
+    return predict_paths(predictor, paths, out_dir, batch=batch, progress=progress, overwrite=overwrite,
+                         into_existing=into_existing)

@@ -40,10 +40,9 @@ def _find_weights(file_name: str, weights_path: str | Path | None, url: str, wha
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Load a state dict from a .pth/.pt file, unwrapping common containers; clear error if unreadable."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means a bad file
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}); the file is truncated or of another format") from None
+    from defectbench.torch_io import load_weights_only
+
+    obj = load_weights_only(path, "weights")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

@@ -1,10 +1,11 @@
-"""Folder-versus-folder evaluation: match maps to masks by stem, score in parallel, aggregate.
+"""Scoring maps on disk: match maps to masks by stem, read them by one rule, score in parallel, aggregate.
 
-Bad input never gives a silently wrong number. Every problem is collected and reported in one message that
-names every offending file: maps without a mask (extra), masks without a map (missing), two files with the
-same stem, unreadable or corrupt files, size mismatches (unless ``resize=True``: the map is resized to the
-mask with bilinear interpolation, as the SOD evaluation toolkits do). Maps stored as 16-bit or colour images
-are converted by the documented rules of :mod:`defectbench.data.imageio` and listed in ``notes``.
+This layer sits above :mod:`defectbench.data` (files, naming rules) and :mod:`defectbench.metrics` (arrays in,
+numbers out). Bad input never gives a silently wrong number. Every problem is collected and reported in one
+message: maps without a mask (extra), masks without a map (missing), two files with the same stem, unreadable
+or corrupt files, size mismatches (unless ``resize=True``: the map is resized to the mask with bilinear
+interpolation, as the SOD evaluation toolkits do). Maps stored as 16-bit or colour images, and label masks, are
+converted by the documented rules of :mod:`defectbench.data.imageio` and listed in ``notes``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from defectbench.data.imageio import list_images, read_gray8
+from defectbench.data.imageio import images_by_stem, read_gray8, read_map_for_mask, read_mask_noted
 from defectbench.errors import DataError
 from defectbench.metrics.aggregate import SUMMARY_KEYS, aggregate
 from defectbench.metrics.core import ImageScores, score_image
@@ -62,76 +62,62 @@ class EvalResult:
         return {**self.summary, "by_class": self.by_class, "by_split": self.by_split, "notes": self.notes}
 
 
-def _by_stem(files: Iterable[Path], what: str) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    dups: dict[str, list[str]] = {}
-    for f in files:
-        if f.stem in out:
-            dups.setdefault(f.stem, [out[f.stem].name]).append(f.name)
-        else:
-            out[f.stem] = f
-    if dups:
-        shown = "; ".join(" and ".join(v) for v in dups.values())
-        raise DataError(f"{what}: several files share a stem ({shown}); keep one file per image")
-    return out
+LISTED = 5
+MAX_ERROR_LINES = 20
 
 
-def _listing(paths: Sequence[str], limit: int | None = None) -> str:
-    items = list(paths) if limit is None else list(paths)[:limit]
-    return ", ".join(items)
+def _listing(paths: Sequence[str], limit: int = LISTED) -> str:
+    """The first ``limit`` names, then how many more."""
+    items = list(paths)
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
 
-def match_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> list[Pair]:
-    """Pair every mask in ``gt_dir`` with the map of the same stem in ``pred_dir`` (any image extension)."""
+def match_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> Matched:
+    """Pair every mask in ``gt_dir`` with the map of the same stem in ``pred_dir``; mismatches go to ``problems``."""
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
-    for d, what in ((pred_dir, "prediction folder"), (gt_dir, "ground-truth folder")):
-        if not d.is_dir():
-            raise DataError(f"{d}: {what} not found")
-    preds = _by_stem(list_images(pred_dir), str(pred_dir))
-    gts = _by_stem(list_images(gt_dir), str(gt_dir))
+    preds = images_by_stem(pred_dir, "prediction folder")
+    gts = images_by_stem(gt_dir, "ground-truth folder")
     if not gts:
         raise DataError(f"{gt_dir}: no mask images found")
     return _check_pairs(preds, [Pair(stem, preds.get(stem, Path()), path) for stem, path in sorted(gts.items())], pred_dir)
 
 
-def _check_pairs(preds: dict[str, Path], pairs: list[Pair], pred_dir: Path) -> list[Pair]:
+class Matched(list):
+    """The pairs that have a map, and what did not match (``problems``, reported with any read errors)."""
+
+    def __init__(self, pairs: Iterable[Pair], problems: list[str]) -> None:
+        super().__init__(pairs)
+        self.problems = problems
+
+
+def _check_pairs(preds: dict[str, Path], pairs: list[Pair], pred_dir: Path) -> Matched:
     wanted = {p.id for p in pairs}
     missing = sorted(p.id for p in pairs if p.id not in preds)
     extra = sorted(preds[s].name for s in preds if s not in wanted)
     problems = []
     if missing:
-        problems.append(f"{len(missing)} masks have no map in {pred_dir}: {_listing(missing)}")
+        problems.append(f"{len(missing)} masks have no map in {pred_dir} (matched by file stem): {_listing(missing)}")
     if extra:
-        problems.append(f"{len(extra)} maps in {pred_dir} have no mask: {_listing(extra)}")
-    if problems:
-        raise DataError("maps and masks do not match (maps are matched to masks by file stem):\n  " + "\n  ".join(problems))
-    return pairs
+        problems.append(f"{len(extra)} maps in {pred_dir} have no mask (matched by file stem): {_listing(extra)}")
+    return Matched([p for p in pairs if p.id in preds], problems)
 
 
-def match_dataset(pred_dir: str | os.PathLike, samples: Sequence, split: str | None = None) -> list[Pair]:
+def match_dataset(pred_dir: str | os.PathLike, samples: Sequence, split: str | None = None) -> Matched:
     """Pair the maps in ``pred_dir`` with the masks of dataset samples (extra maps are an error)."""
     pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise DataError(f"{pred_dir}: prediction folder not found")
-    preds = _by_stem(list_images(pred_dir), str(pred_dir))
+    preds = images_by_stem(pred_dir, "prediction folder")
     pairs = [Pair(s.id, preds.get(s.id, Path()), s.mask_path, s.defect_class, split) for s in samples]
     return _check_pairs(preds, pairs, pred_dir)
 
 
 def _read_pair(pair: Pair, resize: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    pred, notes = read_gray8(pair.pred)
-    if pair.gt is None:
-        gt = np.zeros(pred.shape, dtype=bool)
-    else:
-        gt8, gt_notes = read_gray8(pair.gt)
-        gt = gt8 > 128
-        notes += [f"mask {n}" for n in gt_notes]
-    if pred.shape != gt.shape:
-        if not resize:
-            raise DataError(f"{pair.pred.name}: map is {pred.shape[1]}x{pred.shape[0]} but its mask is {gt.shape[1]}x{gt.shape[0]}")
-        pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
-        notes.append("resized to the mask's size (bilinear)")
-    return pred, gt, notes
+    if pair.gt is None:  # no mask file: all background, at the map's own size
+        pred, notes = read_gray8(pair.pred)
+        return pred, np.zeros(pred.shape, dtype=bool), notes
+    gt, gt_notes = read_mask_noted(pair.gt)
+    pred, notes = read_map_for_mask(pair.pred, gt.shape, resize)
+    return pred, gt, notes + [f"mask {n}" for n in gt_notes]
 
 
 def _score_chunk(args: tuple[list[Pair], bool]) -> list[tuple[str, ImageScores | None, list[str], str | None]]:
@@ -175,8 +161,12 @@ def score_pairs(pairs: Sequence[Pair], workers: int | None = None, resize: bool 
                     results += part
                     advance(len(part))
     errors = [err for _, _, _, err in results if err]
+    problems = list(getattr(pairs, "problems", []))
     if errors:
-        raise DataError(f"{len(errors)} of {len(pairs)} images could not be scored:\n  " + "\n  ".join(errors))
+        shown = errors[:MAX_ERROR_LINES] + ([f"... and {len(errors) - MAX_ERROR_LINES} more"] if len(errors) > MAX_ERROR_LINES else [])
+        problems.append(f"{len(errors)} of {len(pairs)} images could not be scored:\n    " + "\n    ".join(shown))
+    if problems:
+        raise DataError("cannot score these maps:\n  " + "\n  ".join(problems))
     notes_by_kind: dict[str, list[str]] = {}
     for pair, (_, _, notes, _) in zip(pairs, results):
         for n in notes:
