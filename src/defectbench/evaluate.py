@@ -24,6 +24,7 @@ from defectbench.data.imageio import images_by_stem, read_gray8, read_map_for_ma
 from defectbench.errors import DataError
 from defectbench.metrics.aggregate import SUMMARY_KEYS, aggregate
 from defectbench.metrics.core import ImageScores, score_image
+from defectbench.progress import counting_bar
 
 PER_IMAGE_KEYS = SUMMARY_KEYS[1:]
 
@@ -148,7 +149,7 @@ def score_pairs(pairs: Sequence[Pair], workers: int | None = None, resize: bool 
     chunk = 32
     chunks = [(list(pairs[i : i + chunk]), resize) for i in range(0, len(pairs), chunk)]
     results: list[tuple[str, ImageScores | None, list[str], str | None]] = []
-    with _progress(progress, len(pairs)) as advance:
+    with counting_bar("scoring", len(pairs), progress) as advance:
         if workers == 1 or len(chunks) == 1:
             for c in chunks:
                 part = _score_chunk(c)
@@ -173,27 +174,6 @@ def score_pairs(pairs: Sequence[Pair], workers: int | None = None, resize: bool 
             notes_by_kind.setdefault(n, []).append(pair.pred.name)
     notes = [f"{len(files)} maps: {kind}: {_listing(files)}" for kind, files in notes_by_kind.items()]
     return [(i, s) for i, s, _, _ in results], notes
-
-
-class _progress:
-    """A rich progress bar (or nothing) exposing an ``advance(n)`` callable."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-        self._bar.__enter__()
-        task = self._bar.add_task("scoring", total=self.total)
-        return lambda n: self._bar.advance(task, n)
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self._bar.__exit__(*exc)
 
 
 SD900_STEM = re.compile(r"^(In|Pa|Sc)_(\d+)$")

@@ -11,13 +11,10 @@ import yaml
 
 from defectbench.data.dataset import Dataset
 from defectbench.data.folder import load as load_folder
+from tests.conftest import write_png
 
 CLASSES = ("Ab", "Cd")
 
-
-def _write(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), arr)
 
 
 def make_dataset(root: Path, n_train: int = 6, n_test: int = 6, n_free: int = 0, size: int = 48, seed: int = 0) -> Path:
@@ -39,8 +36,8 @@ def make_dataset(root: Path, n_train: int = 6, n_test: int = 6, n_free: int = 0,
                 r = int(rng.integers(4, 9))
                 cv2.circle(mask, (int(cx), int(cy)), r, 255, -1)
                 img[mask > 0] = np.clip(img[mask > 0].astype(int) + 90, 0, 255)
-            _write(root / split / "images" / f"{cls}_{k}.png", img)
-            _write(root / split / "masks" / f"{cls}_{k}.png", mask)
+            write_png(root / split / "images" / f"{cls}_{k}.png", img)
+            write_png(root / split / "masks" / f"{cls}_{k}.png", mask)
             k += 1
     return root
 
@@ -71,7 +68,7 @@ def make_maps(dataset_root: Path, out: Path, quality: str, seed: int = 0, test_q
                 p = cv2.GaussianBlur(m, (5, 5), 1.5) * 0.9 + rng.random(m.shape) * 0.1
             else:
                 p = 0.3 * cv2.GaussianBlur(m, (9, 9), 4) + rng.random(m.shape) * 0.6
-            _write(out / f"{mpath.stem}.png", np.clip(np.rint(p * 255), 0, 255).astype(np.uint8))
+            write_png(out / f"{mpath.stem}.png", np.clip(np.rint(p * 255), 0, 255).astype(np.uint8))
     return out
 
 

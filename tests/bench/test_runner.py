@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from defectbench.bench import ResultsStore, load_config, run_experiment
-from defectbench.bench.executors import EXECUTORS, JobSkipped, check_no_training_images, checkpoint_training_ids
+from defectbench.bench.executors import EXECUTORS, JobSkipped, check_no_training_images
+from defectbench.bench.families.sod import checkpoint_training_ids
 from defectbench.bench.status import experiment_status
 from defectbench.data import load_dataset
 from defectbench.data.imageio import read_gray8

@@ -11,7 +11,7 @@ import yaml
 
 from defectbench.bench import ResultsStore, load_config, run_experiment
 from tests.bench.synthetic import classed_loader, make_dataset
-from tests.bench.tiny_sam import build_tiny_sam
+from tests.methods.sam.helpers import build_tiny_sam
 
 AMG = {"points_per_side": 2, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
 
@@ -53,7 +53,7 @@ def test_sam_jobs_oracle_and_gt_free(tmp_path, tiny_sam_file, monkeypatch):
         job = store.job("syn-test/o/seed0")
     assert {r.role for r in oracle} == {"test"} and len(oracle) == 3
     assert {(r.role, r.split) for r in prior} == {("test", "test"), ("extra", "free")} and len(prior) == 5
-    assert job.uses_gt and "oracle" in job.label and job.info["sam"]["test"]["oracle"] is True
+    assert job.uses_gt and "oracle" in job.label and job.info["sam"]["oracle"] is True
     assert (tmp_path / "runs/sam/syn-test/p/seed0/maps").is_dir()
     # a second run recomputes nothing
     again = run_experiment(load_config(path), tmp_path / "runs", progress=False, device="cpu",

@@ -10,7 +10,7 @@ import torch
 
 from defectbench.bench.speed import count_parameters, measure_named, measure_sam, state_dict_mb, time_calls
 from defectbench.cli import main
-from tests.bench.tiny_sam import build_tiny_sam
+from tests.methods.sam.helpers import build_tiny_sam
 
 
 def test_time_calls_adapts_to_slow_calls():

@@ -67,7 +67,11 @@ def test_bad_files_give_clear_errors(tmp_path) -> None:
 
 
 def test_cli_prints_one_line_for_bad_checkpoints(tmp_path, capsys) -> None:
+    import cv2
+    import numpy as np
+
     (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.png"), np.zeros((8, 8), np.uint8))  # an image, so the checkpoint is read
     (tmp_path / "broken.pt").write_bytes(b"\x80\x02garbage")
     rc = main(["predict", "--checkpoint", str(tmp_path / "broken.pt"), "--input", str(tmp_path / "imgs"),
                "--out", str(tmp_path / "maps")])

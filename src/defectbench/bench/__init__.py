@@ -8,9 +8,9 @@ Library entry points (the CLI verbs ``run``, ``status`` and ``speed`` are thin l
 
 from defectbench.bench.config import ExperimentConfig, MethodSpec, SpeedSpec, TaskSpec, load_config, parse_config
 from defectbench.bench.jobs import Job, expand_jobs
-from defectbench.bench.runner import STORE_NAME, RunSummary, experiment_dir, run_experiment
+from defectbench.bench.runner import RunSummary, experiment_dir, run_experiment
 from defectbench.bench.status import ExperimentStatus, experiment_status
-from defectbench.bench.store import ImageRow, JobRecord, ResultsStore, SpeedRecord
+from defectbench.bench.store import STORE_NAME, ImageRow, JobRecord, ResultsStore, SpeedRecord
 
 __all__ = [
     "STORE_NAME", "ExperimentConfig", "ExperimentStatus", "ImageRow", "Job", "JobRecord", "MethodSpec",

@@ -22,7 +22,8 @@ A configuration (see ``configs/quick.yaml`` and ``configs/paper.yaml``)::
       - {name: edrnet-authors, type: maps, path: "maps/EDRNet/{dataset}"}
     speed: {device: auto, image_size: 352, sam_mode: encoder, max_seconds: 10, methods: [litenet]}  # Table 7
 
-Common method keys: ``label`` (row label in tables), ``seeds``, ``datasets`` (restrict to these dataset ids).
+Common method keys: ``label`` (row label in tables), ``seeds``, ``datasets`` (restrict to these dataset ids),
+``resources`` (what a Ray task of the method asks for: ``{cpu: 4, gpu: 1, <custom>: n}``; ignored by local runs).
 ``sod``: ``model``, ``train``, ``checkpoint``, ``model_args``, ``predict: {batch}``. ``sam``: ``model``,
 ``select``, ``checkpoint`` (default: ``$DEFECTBENCH_CHECKPOINTS/<official file>``), ``amg`` (mask generation
 settings), ``output`` (binary | soft | score), ``generator`` (fast | official), ``train_limit``. ``maps``:
@@ -41,11 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from defectbench.bench.families import FAMILY_MODULES, family
 from defectbench.errors import ConfigError
 
-METHOD_TYPES = ("sod", "sam", "maps")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 KNOWN_SPLITS: dict[str, tuple[str, ...]] = {
     "sd900": ("train", "test"),
@@ -55,13 +55,7 @@ KNOWN_SPLITS: dict[str, tuple[str, ...]] = {
 TOP_KEYS = {"experiment", "description", "device", "data_root", "seeds", "datasets", "methods", "speed"}
 DATASET_KEYS = {"name", "id", "tasks", "extra_eval"}
 TASK_KEYS = {"train", "test"}
-METHOD_KEYS = {
-    "sod": {"name", "type", "model", "train", "predict", "checkpoint", "seeds", "datasets", "label", "model_args"},
-    "sam": {"name", "type", "model", "select", "checkpoint", "amg", "output", "generator", "train_limit", "seeds",
-            "datasets", "label"},
-    "maps": {"name", "type", "path", "paths", "resize", "seeds", "datasets", "label"},
-}
-TASK_SET_TRAIN_KEYS = {"model", "dataset", "split", "seed", "device", "data_root"}
+COMMON_METHOD_KEYS = frozenset({"name", "type", "seeds", "datasets", "label", "resources"})
 SPEED_KEYS = {"device", "image_size", "methods", "sam_mode", "max_seconds"}
 
 
@@ -90,6 +84,8 @@ class MethodSpec:
     options: dict[str, Any]
     seeds: tuple[int, ...]
     datasets: tuple[str, ...] | None = None
+    resources: dict[str, float] | None = None
+    settings: Any = field(default=None, compare=False)  # the family's typed options (bench.families.<type>)
 
     @property
     def uses_gt(self) -> bool:
@@ -158,16 +154,12 @@ def spec_hash(obj: Any) -> str:
 
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read and validate an experiment YAML file."""
+    from defectbench.yamlio import load_yaml
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: config file not found; see configs/quick.yaml for an example")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_config(raw, source=path)
+    return parse_config(load_yaml(path, "experiment config", mapping=False), source=path)
 
 
 def parse_config(raw: Any, source: Path | None = None) -> ExperimentConfig:
@@ -266,11 +258,12 @@ def _methods(value: Any, seeds: tuple[int, ...], dataset_ids: set[str], where: s
     for i, entry in enumerate(value):
         w = f"{where}: methods[{i}]"
         if not isinstance(entry, dict) or "name" not in entry or "type" not in entry:
-            raise ConfigError(f"{w} must be a mapping with 'name' and 'type' ({', '.join(METHOD_TYPES)})")
+            raise ConfigError(f"{w} must be a mapping with 'name' and 'type' ({', '.join(FAMILY_MODULES)})")
         mtype = str(entry["type"])
-        if mtype not in METHOD_TYPES:
-            raise ConfigError(f"{w}: unknown type {mtype!r}; use one of {', '.join(METHOD_TYPES)}")
-        _no_unknown(entry, METHOD_KEYS[mtype], w)
+        if mtype not in FAMILY_MODULES:
+            raise ConfigError(f"{w}: unknown type {mtype!r}; use one of {', '.join(FAMILY_MODULES)}")
+        fam = family(mtype)
+        _no_unknown(entry, COMMON_METHOD_KEYS | fam.KEYS, w)
         name = str(entry["name"])
         if not NAME_RE.match(name):
             raise ConfigError(f"{w}: name {name!r} must be folder-safe (letters, digits, . _ + -)")
@@ -278,14 +271,6 @@ def _methods(value: Any, seeds: tuple[int, ...], dataset_ids: set[str], where: s
             raise ConfigError(f"{w}: method name {name!r} is used twice")
         if mtype in ("sod", "sam") and not entry.get("model"):
             raise ConfigError(f"{w}: a {mtype} method needs 'model' (e.g. {'litenet' if mtype == 'sod' else 'vit_h'})")
-        if mtype == "sam":
-            _check_sam(entry, w)
-        if mtype == "sod":
-            _check_sod_model(str(entry["model"]), entry.get("train"), w)
-        if mtype == "maps" and not (entry.get("path") or entry.get("paths")):
-            raise ConfigError(f"{w}: a maps method needs 'path' (may use {{dataset}}, {{split}}) or 'paths' per dataset id")
-        if mtype == "maps" and entry.get("paths") is not None and not isinstance(entry["paths"], dict):
-            raise ConfigError(f"{w}: 'paths' must map dataset ids to folders")
         for key in ("train", "predict", "amg", "model_args"):
             if entry.get(key) is not None and not isinstance(entry[key], dict):
                 raise ConfigError(f"{w}: {key!r} must be a mapping of settings")
@@ -300,40 +285,21 @@ def _methods(value: Any, seeds: tuple[int, ...], dataset_ids: set[str], where: s
             if unknown:
                 raise ConfigError(f"{w}: dataset {unknown[0]!r} is not among the config's datasets ({', '.join(sorted(dataset_ids))})")
             ds = tuple(ds)
-        options = {k: v for k, v in entry.items() if k not in ("name", "type", "seeds", "datasets")}
-        methods.append(MethodSpec(name, mtype, options, m_seeds, ds))
+        resources = parse_resources(entry.get("resources"), w)
+        options = {k: v for k, v in entry.items() if k not in ("name", "type", "seeds", "datasets", "resources")}
+        methods.append(MethodSpec(name, mtype, options, m_seeds, ds, resources, fam.parse_options(entry, w)))
     return methods
 
 
-def _check_sam(entry: dict[str, Any], where: str) -> None:
-    """A sam method names a registered SAM model and a known selection strategy."""
-    from defectbench.errors import DefectbenchError
-    from defectbench.methods.sam.registry import get_spec
-    from defectbench.methods.sam.selection import STRATEGIES
-
-    try:
-        get_spec(str(entry["model"]))
-    except DefectbenchError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    if entry.get("select") not in STRATEGIES:
-        raise ConfigError(f"{where}: a sam method needs 'select', one of {', '.join(STRATEGIES)} (oracle-* read the "
-                          f"ground truth), got {entry.get('select')!r}")
-
-
-def _check_sod_model(model: str, train: Any, where: str) -> None:
-    """A sod method names a registered saliency model and valid training options."""
-    import defectbench.methods.saliency  # noqa: F401 - registers the models
-    from defectbench.methods.saliency import list_models
-
-    if model not in list_models():
-        raise ConfigError(f"{where}: unknown saliency model {model!r}; available: {', '.join(list_models())}")
-    if isinstance(train, dict):
-        fixed = sorted(set(train) & TASK_SET_TRAIN_KEYS)
-        if fixed:
-            raise ConfigError(f"{where}: train option {fixed[0]!r} is set by the task and seed, not in 'train'")
-        from defectbench.train.config import TrainConfig
-
-        TrainConfig.for_model(model, dict(train), source=f"{where}: train")
+def parse_resources(value: Any, where: str) -> dict[str, float] | None:
+    """What a Ray task of the method asks for (``{cpu: 4, gpu: 1, <custom>: n}``); None when not given."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+            for k, v in value.items()):
+        raise ConfigError(f"{where}: 'resources' must map resource names to amounts >= 0, e.g. {{gpu: 1, cpu: 4}}")
+    return {k: float(v) for k, v in value.items()}
 
 
 def _speed(value: Any, method_names: set[str], where: str) -> SpeedSpec | None:

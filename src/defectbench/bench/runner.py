@@ -4,9 +4,14 @@ Guarantees:
 
 * a job whose status is ``done`` is never recomputed (unless its settings changed and the user asks);
 * a job's per-image rows and its ``done`` mark are written in one SQLite transaction, after its maps,
-  ``metrics.csv`` and ``run.json`` — a ``kill -9`` loses at most the job in flight;
+  ``metrics.csv`` and ``run.json`` — a ``kill -9`` loses at most the jobs in flight;
 * one job's failure (missing dataset, bad checkpoint, a bug) is recorded with its error and the others go on;
 * only one runner works on an experiment at a time (a lock the kernel releases if the runner dies).
+
+One job loop, two halves: :func:`compute_job` turns a job into a :class:`JobOutcome` (executor, scoring, the
+job's files; it never touches the store) wherever it runs, and :func:`record_outcome`, run by the driver, the
+store's only writer, stores it. A backend decides where ``compute_job`` runs: :class:`LocalBackend` runs the
+jobs one after another in this process; ``defectbench.bench.ray_backend.RayBackend`` fans them out as Ray tasks.
 """
 
 from __future__ import annotations
@@ -22,19 +27,18 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from defectbench.atomic import atomic_write_json, atomic_write_text
 from defectbench.bench.config import ExperimentConfig, TaskSpec
-from defectbench.bench.executors import EXECUTORS, JobContext, JobSkipped, Produced
+from defectbench.bench.executors import JobContext, JobSkipped, Produced, executor
 from defectbench.bench.jobs import Job, expand_jobs
-from defectbench.bench.lock import ExperimentLock
+from defectbench.locks import ExperimentLock
 from defectbench.bench.scoring import index_maps, score_items
-from defectbench.bench.store import SCALARS, ImageRow, ResultsStore
+from defectbench.bench.store import SCALARS, STORE_NAME, ImageRow, ResultsStore, SpeedRecord
 from defectbench.data.dataset import Dataset
 from defectbench.errors import ConfigError, DefectbenchError
 
-STORE_NAME = "results.sqlite"
 
 
 @dataclass
@@ -103,16 +107,131 @@ def run_metadata(config: ExperimentConfig, device: str) -> dict[str, Any]:
             "config_hash": config.config_hash()}
 
 
+@dataclass
+class JobOutcome:
+    """What computing one job gave, ready for the driver to record: state, message, rows or speed measurement.
+
+    ``error`` is the one line the store keeps for a failed or skipped job (``message`` is what logs show);
+    ``run_dir`` and ``maps_dir`` are relative to the experiment folder, or absolute when elsewhere; ``files``
+    holds the job folder's files (relative path -> bytes) when they travel back to the driver from a worker.
+    """
+
+    job_id: str
+    status: str
+    message: str
+    error: str | None = None
+    seconds: float = 0.0
+    rows: list[ImageRow] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    run_dir: str | None = None
+    maps_dir: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    speed: SpeedRecord | None = None
+    files: dict[str, bytes] | None = None
+
+
+@dataclass
+class RunPlan:
+    """What a backend needs to run an experiment's pending jobs: where, on which device, with which data."""
+
+    config: ExperimentConfig
+    experiment_dir: Path
+    device: str
+    data_root: str | None = None
+    dataset_loader: Callable[[str, str | None], Dataset] | None = None
+    bar: Callable[[str, int], Callable[[int], None]] = lambda desc, total: (lambda n: None)
+    log: Callable[[str], None] = lambda line: None
+
+
+class JobRecorder:
+    """The driver's side of the job loop: the only writer of the store, the run summary and the overall bar."""
+
+    def __init__(self, store: ResultsStore, summary: RunSummary, log: Callable[[str], None],
+                 advance: Callable[[int], None]) -> None:
+        self.store = store
+        self.summary = summary
+        self.log = log
+        self.advance = advance
+
+    def started(self, job_id: str, run: dict[str, Any]) -> None:
+        """Record that a job started, with the facts of the process running it (pid, host, device, versions)."""
+        self.store.mark_running(job_id, run)
+
+    def interrupted(self, job_id: str, seconds: float | None) -> None:
+        """Put a job that was stopped mid-way (Ctrl-C) back to pending."""
+        self.store.mark_ended(job_id, "pending", "interrupted", seconds)
+
+    def finished(self, outcome: JobOutcome) -> None:
+        """Store a job's outcome, count it in the summary and log its line."""
+        record_outcome(self.store, outcome)
+        if outcome.status == "done":
+            self.summary.done.append(outcome.job_id)
+        elif outcome.status == "skipped":
+            self.summary.skipped[outcome.job_id] = outcome.message
+        else:
+            self.summary.failed[outcome.job_id] = outcome.message
+        self.log(f"{outcome.status:7s} {outcome.job_id}: {outcome.message}")
+        self.advance(1)
+
+
+class Backend(Protocol):
+    """Where a run's jobs are computed: ``start`` says on what (run facts), ``run`` computes and records them."""
+
+    def start(self, plan: RunPlan, jobs: list[Job]) -> dict[str, Any]:
+        """Get ready (resolve the device, connect...); return facts merged into the run's metadata."""
+        ...
+
+    def run(self, plan: RunPlan, jobs: list[Job], recorder: JobRecorder, meta: dict[str, Any]) -> None:
+        """Compute every job and hand each outcome to ``recorder`` (a Ctrl-C puts the jobs in flight back)."""
+        ...
+
+    def close(self) -> None:
+        """Release what ``start`` took."""
+        ...
+
+
+class LocalBackend:
+    """Run the jobs one after another in this process."""
+
+    def __init__(self) -> None:
+        self.device = "cpu"
+
+    def start(self, plan: RunPlan, jobs: list[Job]) -> dict[str, Any]:
+        """Resolve the device here (``auto`` needs torch only when some job runs a model)."""
+        self.device = resolve_job_device(plan.device, jobs)
+        return {"device": self.device}
+
+    def run(self, plan: RunPlan, jobs: list[Job], recorder: JobRecorder, meta: dict[str, Any]) -> None:
+        """Compute and record each job in turn."""
+        datasets = DatasetCache(plan.data_root, plan.dataset_loader)
+        for job in jobs:
+            recorder.started(job.id, meta)
+            ctx = JobContext(plan.experiment_dir, self.device, datasets, plan.bar, plan.log)
+            t0 = time.perf_counter()
+            try:
+                outcome = compute_job(job, ctx, meta)
+            except KeyboardInterrupt:
+                recorder.interrupted(job.id, time.perf_counter() - t0)
+                raise
+            recorder.finished(outcome)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 def run_experiment(config: ExperimentConfig, runs_dir: str | Path = "runs", *, data_root: str | None = None,
                    device: str | None = None, only: list[str] | None = None, rerun_changed: bool = False,
                    progress: bool = True, log: Callable[[str], None] | None = None,
-                   dataset_loader: Callable[[str, str | None], Dataset] | None = None) -> RunSummary:
+                   dataset_loader: Callable[[str, str | None], Dataset] | None = None,
+                   backend: Backend | None = None) -> RunSummary:
     """Run every unfinished job of ``config`` (those matching ``only`` glob patterns, if given); return a summary.
 
     ``dataset_loader(name, data_root)`` replaces :func:`defectbench.data.load_dataset` (for datasets built in
-    memory). ``log`` receives one line per finished job.
+    memory). ``log`` receives one line per finished job. ``backend`` says where jobs are computed (default:
+    :class:`LocalBackend`, in this process); whatever it is, this process alone writes the store.
     """
     log = log or (lambda line: None)
+    backend = backend or LocalBackend()
     exp_dir = experiment_dir(config, runs_dir)
     started = time.perf_counter()
     summary = RunSummary(exp_dir)
@@ -135,35 +254,34 @@ def run_experiment(config: ExperimentConfig, runs_dir: str | Path = "runs", *, d
             store.sync_jobs(jobs)  # the reset jobs take the new settings
         if config.source is not None and config.source.is_file():
             atomic_write_text(exp_dir / "config.yaml", config.source.read_text(encoding="utf-8"))
-        dev = _resolve_device(device or config.device, selected)
-        meta = run_metadata(config, dev)
-        store.set_meta({"experiment": config.experiment, "config_hash": config.config_hash(), "config": config.raw,
-                        "last_run": {**meta, "started": time.time()}})
-        datasets = DatasetCache(data_root or config.data_root, dataset_loader)
-        with _Bars(progress) as bars:
-            overall = bars.bar(f"experiment {config.experiment}", len(selected))
-            for job in selected:
-                record = store.job(job.id)
-                if record is not None and record.status == "done":
-                    summary.already_done.append(job.id)
-                    overall(1)
-                    continue
-                ctx = JobContext(exp_dir, dev, datasets, bars.bar, bars.log(log))
-                status, message = run_job(job, ctx, store, meta)
-                if status == "done":
-                    summary.done.append(job.id)
-                elif status == "skipped":
-                    summary.skipped[job.id] = message
-                else:
-                    summary.failed[job.id] = message
-                ctx.log(f"{status:7s} {job.id}: {message}")
-                overall(1)
+        plan = RunPlan(config, exp_dir, device or config.device, data_root or config.data_root, dataset_loader)
+        try:
+            facts = backend.start(plan, selected)
+            meta = {**run_metadata(config, facts["device"]), **facts}
+            store.set_meta({"experiment": config.experiment, "config_hash": config.config_hash(), "config": config.raw,
+                            "last_run": {**meta, "started": time.time()}})
+            with _Bars(progress) as bars:
+                overall = bars.bar(f"experiment {config.experiment}", len(selected))
+                pending = []
+                for job in selected:
+                    record = store.job(job.id)
+                    if record is not None and record.status == "done":
+                        summary.already_done.append(job.id)
+                        overall(1)
+                    else:
+                        pending.append(job)
+                plan.bar, plan.log = bars.bar, bars.log(log)
+                backend.run(plan, pending, JobRecorder(store, summary, plan.log, overall), meta)
+        finally:
+            backend.close()
+        order = {j.id: i for i, j in enumerate(selected)}
+        summary.done.sort(key=order.__getitem__)
         summary.seconds = time.perf_counter() - started
         store.set_meta({"last_run": {**meta, "seconds": summary.seconds, "finished": time.time()}})
     return summary
 
 
-def _resolve_device(name: str, jobs: list[Job]) -> str:
+def resolve_job_device(name: str, jobs: list[Job]) -> str:
     """Resolve ``auto`` only when some job needs torch (maps-only runs never import it)."""
     if all(j.method.type == "maps" for j in jobs):
         return "cpu" if name == "auto" else name
@@ -172,15 +290,17 @@ def _resolve_device(name: str, jobs: list[Job]) -> str:
     return resolve_device(name)
 
 
-def run_job(job: Job, ctx: JobContext, store: ResultsStore, meta: dict[str, Any]) -> tuple[str, str]:
-    """Run one job and record its outcome; return ``(status, one-line message)``."""
-    store.mark_running(job.id, meta)
+def compute_job(job: Job, ctx: JobContext, meta: dict[str, Any]) -> JobOutcome:
+    """Compute one job (maps, scores, ``metrics.csv`` and ``run.json``) without touching the store.
+
+    Every failure becomes an outcome (``failed`` or ``skipped`` with its reason); only a Ctrl-C propagates.
+    """
     t0 = time.perf_counter()
     run_dir = job.run_dir(ctx.experiment_dir)
     try:
         if job.kind == "speed":
-            return "done", _run_speed(job, ctx, store, meta, t0)
-        produced = EXECUTORS[job.method.type](job, ctx)
+            return _compute_speed(job, ctx, meta, t0)
+        produced = executor(job.method.type)(job, ctx)
         t1 = time.perf_counter()
         maps = index_maps(produced.maps_dir)
         rows = score_items(job.id, produced.items, maps, produced.resize, ctx.bar(f"score {job.id}", len(produced.items)))
@@ -189,29 +309,48 @@ def run_job(job: Job, ctx: JobContext, store: ResultsStore, meta: dict[str, Any]
         timings["total_s"] = seconds
         summary = _summary(rows)
         _write_job_files(job, run_dir, produced, rows, timings, meta, summary)
-        store.finish_job(job.id, rows, seconds=seconds, timings=timings, run_dir=job.id,
-                         maps_dir=_rel(produced.maps_dir, ctx.experiment_dir), info=produced.info)
         test = summary.get("test", {})
         shown = ", ".join(f"{k} {test[k]:.3f}" for k in ("S_alpha", "MAE", "max_F") if k in test)
-        return "done", f"{len(rows)} images in {seconds:.1f} s" + (f"; test {shown}" if shown else "")
-    except KeyboardInterrupt:
-        store.mark_ended(job.id, "pending", "interrupted", time.perf_counter() - t0)
-        raise
+        return JobOutcome(job.id, "done", f"{len(rows)} images in {seconds:.1f} s" + (f"; test {shown}" if shown else ""),
+                          seconds=seconds, rows=rows, timings=timings, run_dir=job.id,
+                          maps_dir=_rel(produced.maps_dir, ctx.experiment_dir), info=produced.info)
     except JobSkipped as exc:
-        store.mark_ended(job.id, "skipped", str(exc), time.perf_counter() - t0)
-        return "skipped", str(exc)
+        return JobOutcome(job.id, "skipped", str(exc), str(exc), time.perf_counter() - t0)
     except DefectbenchError as exc:
-        store.mark_ended(job.id, "failed", str(exc), time.perf_counter() - t0)
-        return "failed", str(exc)
+        return JobOutcome(job.id, "failed", str(exc), str(exc), time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the others
         message = f"{type(exc).__name__}: {exc}"
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "error.txt", traceback.format_exc())
-        store.mark_ended(job.id, "failed", f"{message} (traceback in {job.id}/error.txt)", time.perf_counter() - t0)
-        return "failed", message
+        return JobOutcome(job.id, "failed", message, f"{message} (traceback in {job.id}/error.txt)",
+                          time.perf_counter() - t0)
 
 
-def _run_speed(job: Job, ctx: JobContext, store: ResultsStore, meta: dict[str, Any], t0: float) -> str:
+def record_outcome(store: ResultsStore, outcome: JobOutcome) -> None:
+    """Store a job's outcome: its rows (or speed measurement) and ``done`` in one transaction, else its state and error."""
+    if outcome.status == "done" and outcome.speed is not None:
+        store.finish_speed(outcome.job_id, outcome.speed, outcome.seconds, outcome.info)
+    elif outcome.status == "done":
+        store.finish_job(outcome.job_id, outcome.rows, seconds=outcome.seconds, timings=outcome.timings,
+                         run_dir=outcome.run_dir or outcome.job_id, maps_dir=outcome.maps_dir or "", info=outcome.info)
+    else:
+        store.mark_ended(outcome.job_id, outcome.status, outcome.error, outcome.seconds)
+
+
+def run_job(job: Job, ctx: JobContext, store: ResultsStore, meta: dict[str, Any]) -> tuple[str, str]:
+    """Run one job in this process and record its outcome; return ``(status, one-line message)``."""
+    store.mark_running(job.id, meta)
+    t0 = time.perf_counter()
+    try:
+        outcome = compute_job(job, ctx, meta)
+    except KeyboardInterrupt:
+        store.mark_ended(job.id, "pending", "interrupted", time.perf_counter() - t0)
+        raise
+    record_outcome(store, outcome)
+    return outcome.status, outcome.message
+
+
+def _compute_speed(job: Job, ctx: JobContext, meta: dict[str, Any], t0: float) -> JobOutcome:
     from defectbench.bench.speed import measure_method
 
     spec = job.speed
@@ -221,8 +360,8 @@ def _run_speed(job: Job, ctx: JobContext, store: ResultsStore, meta: dict[str, A
     seconds = time.perf_counter() - t0
     atomic_write_json(job.run_dir(ctx.experiment_dir) / "run.json",
                       {"job": job.id, "spec": job.spec(), "result": rec.__dict__, "run": meta, "seconds": seconds})
-    store.finish_speed(job.id, rec, seconds, {"what": rec.what})
-    return f"{rec.model}: {rec.params_m:.1f} M params, {rec.model_mb:.1f} MB, {rec.fps:.2f} FPS ({rec.what}) on {rec.device_desc}"
+    message = f"{rec.model}: {rec.params_m:.1f} M params, {rec.model_mb:.1f} MB, {rec.fps:.2f} FPS ({rec.what}) on {rec.device_desc}"
+    return JobOutcome(job.id, "done", message, seconds=seconds, run_dir=job.id, info={"what": rec.what}, speed=rec)
 
 
 def _rel(path: Path, base: Path) -> str:

@@ -168,9 +168,9 @@ def measure_sam(variant: str, device: str = "cpu", mode: str = "encoder", image_
 def measure_method(method: MethodSpec, device: str = "cpu", image_size: int = 352, sam_mode: str = "encoder",
                    max_seconds: float = 10.0, job_id: str | None = None) -> SpeedRecord:
     """Measure the model behind a configured method (sod or sam)."""
-    model = str(method.options.get("model"))
+    model = str(getattr(method.settings, "model", ""))
     if method.type == "sod":
-        return measure_saliency(model, device, image_size, max_seconds, method.options.get("model_args"),
+        return measure_saliency(model, device, image_size, max_seconds, method.settings.model_args or None,
                                 method=method.name, job_id=job_id)
     if method.type == "sam":
         return measure_sam(model, device, sam_mode, image_size, max_seconds, method=method.name, job_id=job_id)

@@ -7,8 +7,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from defectbench.bench.lock import runner_active
-from defectbench.bench.runner import STORE_NAME
+from defectbench.locks import runner_active
+from defectbench.bench.store import STORE_NAME
 from defectbench.bench.store import JobRecord, ResultsStore
 
 
@@ -68,13 +68,3 @@ def experiment_status(experiment_dir: str | Path) -> ExperimentStatus:
     return ExperimentStatus(exp, jobs, states, active, spent, n_images)
 
 
-def format_seconds(seconds: float | None) -> str:
-    """Return a short human duration (``42 s``, ``3 min 05 s``, ``2 h 10 min``)."""
-    if seconds is None:
-        return ""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {(s % 3600) // 60:02d} min"

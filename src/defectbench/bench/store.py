@@ -27,6 +27,8 @@ from typing import Any
 from defectbench.bench.blob import decode_fields, encode_fields
 from defectbench.errors import DefectbenchError
 
+STORE_NAME = "results.sqlite"  # an experiment's results store, in its folder
+
 SCHEMA_VERSION = 1
 SCALARS = ("S_alpha", "MAE", "adp_E", "adp_F", "weighted_F")
 STATUSES = ("pending", "running", "done", "failed", "skipped")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from defectbench.cli.common import add_data_root, console, err_console
+from defectbench.cli.common import add_data_root, console, err_console, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from defectbench.bench.ray_backend import RayBackend
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="recompute finished jobs whose settings in the config changed (else that is an error)")
     p.add_argument("--dry-run", action="store_true", help="list the job matrix and exit")
     p.add_argument("--report", action="store_true", help="write the report when the run ends")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the jobs as Ray tasks on the cluster at ADDRESS ('auto': the one running here), or on a "
+                        "local cluster started for the run when no ADDRESS is given (put --ray after CONFIG)")
+    p.add_argument("--artifacts", metavar="DIR", help="with --ray: a folder every node sees at the same path; workers "
+                   "write job folders (maps, metrics) there (default: they are sent back to this machine)")
     p.set_defaults(func=run)
 
     s = sub.add_parser("status", help="show an experiment's job matrix: done / running / failed / pending, time spent")
@@ -32,10 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("models", nargs="*",
                    help="saliency model names and/or sam-vit_b, sam-vit_l, sam-vit_h (default: every saliency model)")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to time (default: auto)")
-    t.add_argument("--image-size", type=int, default=352, help="input size of saliency models (default: 352)")
+    t.add_argument("--image-size", type=positive_int, default=352, help="input size of saliency models (default: 352)")
     t.add_argument("--sam-mode", default="encoder", choices=("encoder", "amg"),
                    help="SAM: time the image encoder alone or encoder + automatic mask generation")
-    t.add_argument("--max-seconds", type=float, default=10.0, help="timing budget per model (default: 10)")
+    t.add_argument("--max-seconds", type=positive_float, default=10.0, help="timing budget per model (default: 10)")
     t.add_argument("--store", metavar="EXPERIMENT", help="also store the numbers in this experiment (runs/<name>) for its report")
     t.add_argument("--json", help="write the measurements to this JSON file")
     t.set_defaults(func=speed)
@@ -46,18 +55,30 @@ def run(args: argparse.Namespace) -> int:
     from defectbench.bench import expand_jobs, load_config, run_experiment
 
     config = load_config(args.config)
+    if not args.dry_run:
+        from defectbench.paths import prepare_output_dir
+
+        prepare_output_dir(args.runs_dir, "--runs-dir folder")
     if args.dry_run:
+        from defectbench.bench.executors import preflight
+
         jobs = expand_jobs(config)
+        errors = 0
         for job in jobs:
-            console.print(job.id, highlight=False)
-        console.print(f"{len(jobs)} jobs in {Path(args.runs_dir) / config.experiment}", highlight=False)
-        return 0
+            state, message = preflight(job)
+            errors += state == "error"
+            shown = {"ok": "", "skip": "  [would skip] ", "error": "  [ERROR] "}[state] + (message if state != "ok" else "")
+            console.print(f"{job.id}{shown}", highlight=False, markup=False)
+        console.print(f"{len(jobs)} jobs in {Path(args.runs_dir) / config.experiment}"
+                      + (f"; {errors} with missing files (see [ERROR] lines)" if errors else ""), highlight=False, markup=False)
+        return 2 if errors else 0
     err_console.print(f"experiment {config.experiment}: {len(expand_jobs(config))} jobs in "
                       f"{Path(args.runs_dir) / config.experiment}", highlight=False)
     summary = run_experiment(config, args.runs_dir, data_root=args.data_root, device=args.device, only=args.only,
                              rerun_changed=args.rerun_changed, progress=err_console.is_terminal,
-                             log=lambda line: err_console.print(line, highlight=False, markup=False))
-    from defectbench.bench.status import format_seconds
+                             log=lambda line: err_console.print(line, highlight=False, markup=False),
+                             backend=_ray_backend(args))
+    from defectbench.formatting import format_seconds
 
     console.print(f"{len(summary.done)} done now, {len(summary.already_done)} already done, "
                   f"{len(summary.skipped)} skipped, {len(summary.failed)} failed in {format_seconds(summary.seconds)}",
@@ -74,12 +95,25 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _ray_backend(args: argparse.Namespace) -> RayBackend | None:
+    """Return the Ray backend that ``--ray [ADDRESS]`` / ``--artifacts DIR`` ask for (None: run here)."""
+    if args.ray is None:
+        if args.artifacts:
+            from defectbench.errors import ConfigError
+
+            raise ConfigError(f"--artifacts {args.artifacts}: only Ray runs write artifacts elsewhere; add --ray [ADDRESS]")
+        return None
+    from defectbench.bench.ray_backend import RayBackend
+
+    return RayBackend(args.ray or None, args.artifacts)
+
+
 def status(args: argparse.Namespace) -> int:
     """Print the job matrix of an experiment."""
     from rich.table import Table
 
     from defectbench.bench import experiment_status
-    from defectbench.bench.status import format_seconds
+    from defectbench.formatting import format_seconds
 
     st = experiment_status(args.experiment)
     colours = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "skipped": "magenta",
@@ -129,6 +163,10 @@ def speed(args: argparse.Namespace) -> int:
     from defectbench.bench.speed import available_models, measure_named
     from defectbench.runtime import resolve_device
 
+    if args.json:
+        from defectbench.paths import prepare_output_file
+
+        prepare_output_file(args.json, "--json file")
     device = resolve_device(args.device)
     names = args.models or [m for m in available_models() if not m.startswith("sam-")]
     records = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from defectbench.cli.common import add_data_root, add_device, console, err_console
+from defectbench.cli.common import add_data_root, add_device, console, err_console, positive_int
 
 AMG_FLAGS = (
     ("points_per_side", int, "points per side of the prompt grid (default 32)"),
@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--out", required=True, help="output folder (maps/ and run.json)")
     pr.add_argument("--train-split", default=None, help="split the learned selector is fitted on (default: the "
                                                         "training counterpart of --split)")
-    pr.add_argument("--limit", type=int, default=None, help="only the first N images of the split")
-    pr.add_argument("--train-limit", type=int, default=None, help="only the first N training images (learned)")
+    pr.add_argument("--limit", type=positive_int, default=None, help="only the first N images of the split")
+    pr.add_argument("--train-limit", type=positive_int, default=None, help="only the first N training images (learned)")
     pr.add_argument("--no-eval", action="store_true", help="do not score the maps at the end")
     add_data_root(pr)
     pr.set_defaults(func=run_predict)
@@ -75,21 +75,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def amg_overrides(args: argparse.Namespace) -> dict:
     """AMG settings from ``--amg-config`` and the individual flags (flags win)."""
-    from defectbench.errors import ConfigError
 
     values: dict = {}
     if args.amg_config:
-        import yaml
+        from defectbench.yamlio import load_yaml
 
-        path = Path(args.amg_config)
-        if not path.is_file():
-            raise ConfigError(f"{path}: AMG config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of AMG settings")
+        data = load_yaml(args.amg_config, "AMG config file")
         values.update(data.get("amg", data))
     for name, _, _ in AMG_FLAGS:
         if getattr(args, name) is not None:

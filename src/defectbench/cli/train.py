@@ -16,7 +16,7 @@ _FLAG_FIELDS = {
     "lr": "lr", "optimizer": "optimizer", "schedule": "schedule", "weight_decay": "weight_decay",
     "warmup_epochs": "warmup_epochs", "val_fraction": "val_fraction", "select_metric": "select_metric",
     "loss": "loss", "threads": "threads", "limit": "limit", "backbone_weights": "backbone_weights",
-    "data_root": "data_root", "init_from": "init_from",
+    "data_root": "data_root", "init_from": "init_from", "amp": "amp",
 }
 
 
@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default 2)")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images (smoke tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per epoch only)")
+    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default=None,
+                   help="CUDA mixed precision (default auto: bf16 where supported, else fp16; never on the CPU)")
     add_data_root(p)
     add_device(p)
     p.set_defaults(func=run_train, device=None)
@@ -134,9 +136,9 @@ def run_train(args: argparse.Namespace) -> int:
     if not cfg.pretrained:
         err_console.print("note: --no-pretrained: the backbone starts from random weights (recorded in run.json)")
     log_path = Path(args.out) / "train.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
 
     def log(msg: str) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)  # the trainer made (and locked) it; not before
         console.print(msg, highlight=False)
         with open(log_path, "a") as fh:
             fh.write(msg + "\n")

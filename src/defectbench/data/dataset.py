@@ -50,10 +50,3 @@ class Dataset:
     def split_names(self) -> list[str]:
         """Return the names of the dataset's splits, ``all`` included."""
         return [*self.splits, "all"]
-
-    def split_of(self, sample_id: str, candidates: tuple[str, ...] = ("train", "test")) -> str | None:
-        """Return which of ``candidates`` lists ``sample_id`` (None if none does)."""
-        for name in candidates:
-            if sample_id in self.splits.get(name, ()):
-                return name
-        return None

@@ -12,7 +12,9 @@ import io
 from dataclasses import dataclass
 from importlib import resources
 
-METRICS = ("S_alpha", "MAE", "max_E", "weighted_F", "max_F")
+from defectbench.metrics.aggregate import PAPER_METRICS
+
+METRICS = tuple(PAPER_METRICS)
 
 # (our dataset registry name, our test split) -> (paper table number, paper dataset name, paper split label)
 PAPER_TABLES: dict[tuple[str, str], tuple[int, str, str]] = {

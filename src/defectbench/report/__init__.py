@@ -31,7 +31,7 @@ __all__ = ["ExperimentResults", "build_tables", "load_results", "write_report"]
 
 def jobs_table(results: ExperimentResults) -> Table:
     """Every job of the matrix with its status, time and error."""
-    from defectbench.bench.status import format_seconds
+    from defectbench.formatting import format_seconds
 
     table = Table("jobs", "Jobs of the experiment", [Column("job", "Job"), Column("status", "Status"),
                                                       Column("time", "Time"), Column("images", "Images"),

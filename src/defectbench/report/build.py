@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import re
 
-from defectbench.reference import METRICS as PAPER_METRICS
+from defectbench.data.registry import TITLES, class_title
+from defectbench.metrics import PAPER_METRICS
 from defectbench.reference import PAPER_TABLES, paper_efficiency, paper_rows_for
 from defectbench.report.results import HIGHER_BETTER, METRICS, ExperimentResults, MethodResult, Stat, TaskInfo
 from defectbench.report.tables import Cell, Column, Table
 
 HEADERS = {"S_alpha": "S_α ↑", "MAE": "MAE ↓", "max_E": "max E ↑", "weighted_F": "weighted F ↑", "max_F": "max F ↑"}
-DATASET_TITLES = {"sd900": "SD-saliency-900", "mt": "MT (magnetic tile)", "nrsd": "NRSD-MN"}
 ORACLE_NOTE = ("Oracle rows choose among SAM's masks with the ground truth: an upper bound for SAM, not a method "
                "that can run on new images.")
 
 
 def task_title(task: TaskInfo) -> str:
     """Human name of a dataset/split pair, e.g. ``MT (magnetic tile): test split 1to1-test (trained on 1to1-train)``."""
-    name = DATASET_TITLES.get(task.dataset_name, task.dataset)
+    name = TITLES.get(task.dataset_name, task.dataset)
     text = f"{name}: test split {task.test_split}"
     if task.train_split:
         text += f" (trained on {task.train_split})"
@@ -137,11 +137,9 @@ def main_table(results: ExperimentResults, task: TaskInfo) -> Table:
 
 def class_tables(results: ExperimentResults, task: TaskInfo) -> list[Table]:
     """Per-defect-class tables of a task (the five metrics of each method on each class's test images)."""
-    from defectbench.data.sd900 import CLASS_NAMES
-
     tables = []
     for cls in results.classes(task.key):
-        name = CLASS_NAMES.get(cls, cls) if task.dataset_name == "sd900" else cls
+        name = class_title(task.dataset_name, cls)
         cols = [Column("method", "Method"), Column("kind", "Type"), Column("seeds", "Seeds"), Column("n", "Images"),
                 *_metric_columns()]
         table = Table(f"class_{task.key}_{_slug(cls)}", f"{task_title(task)} — class {name}", cols)

@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from defectbench.bench.runner import STORE_NAME
-from defectbench.bench.store import ImageRow, JobRecord, ResultsStore, SpeedRecord
+from defectbench.bench.store import STORE_NAME, ImageRow, JobRecord, ResultsStore, SpeedRecord
+from defectbench.metrics.aggregate import PAPER_METRICS
 
-METRICS = ("S_alpha", "MAE", "max_E", "weighted_F", "max_F")
-HIGHER_BETTER = {"S_alpha": True, "MAE": False, "max_E": True, "weighted_F": True, "max_F": True,
-                 "mean_E": True, "adp_E": True, "mean_F": True, "adp_F": True}
+METRICS = tuple(PAPER_METRICS)
+HIGHER_BETTER = {**PAPER_METRICS, "mean_E": True, "adp_E": True, "mean_F": True, "adp_F": True}
 
 
 @dataclass

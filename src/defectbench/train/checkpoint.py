@@ -26,11 +26,10 @@ SHIPPED = {"sd900": "SD-saliency-900 (540 training images)", "mt": "MT (1to1-tra
 def build_model(name: str, kwargs: dict[str, Any], pretrained: bool | None = None, backbone_weights: str | None = None) -> nn.Module:
     """Create a registered model; ``pretrained``/``backbone_weights`` are passed only to factories that take them."""
     import defectbench.methods.saliency  # noqa: F401 - registers every model
-    from defectbench.methods.saliency.registry import _MODELS, create_model
+    from defectbench.methods.saliency.registry import create_model, model_factory
 
     kwargs = dict(kwargs)
-    factory = _MODELS.get(name)
-    params = inspect.signature(factory).parameters if factory is not None else {}
+    params = inspect.signature(model_factory(name)).parameters
     if pretrained is not None and "pretrained" in params:
         kwargs["pretrained"] = pretrained
     if backbone_weights is not None:

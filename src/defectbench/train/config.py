@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from defectbench.errors import ConfigError
+
+AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
 @dataclass
@@ -56,6 +59,10 @@ class TrainConfig:
     init_from: str | None = None  # checkpoint whose model weights start the run (fine-tuning, e.g. at a larger size)
     save_every: int = 1  # write last.pt every N epochs (and after the last one); resume continues from it
     limit: int | None = None  # use only the first N training images (tests, smoke runs)
+    # mixed precision on CUDA: "auto" = bf16 where the GPU supports it, else fp16 with a gradient scaler;
+    # "off" = fp32; never used on the CPU (there "auto" means fp32, so CPU results stay bit-for-bit reproducible)
+    amp: str = "auto"
+    channels_last: bool = True  # NHWC memory layout for the model and its inputs (faster convolutions, same maths)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-able dict."""
@@ -91,32 +98,84 @@ class TrainConfig:
         return cfg
 
     def validate(self, source: str = "config") -> None:
-        """Raise :class:`ConfigError` on values that cannot work."""
-        if self.size % 32:
-            raise ConfigError(f"{source}: size {self.size} must be divisible by 32 (e.g. 192, 224, 256)")
-        if self.epochs < 1 or self.batch < 1 or self.save_every < 1:
-            raise ConfigError(f"{source}: epochs, batch and save_every must be >= 1")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"{source}: val_fraction must be in [0, 1)")
+        """Raise :class:`ConfigError` (one line naming the option and its allowed range) on values that cannot work."""
+        def bad(option: str, allowed: str) -> ConfigError:
+            return ConfigError(f"{source}: {option} {getattr(self, option)!r} is out of range; it must be {allowed}")
+
+        if not isinstance(self.size, int) or self.size < 32 or self.size % 32:
+            raise bad("size", "a positive multiple of 32 (e.g. 192, 224, 256)")
+        for option in ("epochs", "batch", "save_every", "step_epochs"):
+            if not isinstance(getattr(self, option), int) or getattr(self, option) < 1:
+                raise bad(option, "an integer >= 1")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise bad("limit", "an integer >= 1 (leave it out to use every training image)")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 0):
+            raise bad("threads", "an integer >= 1 (or 0 for torch's default)")
+        if not _finite(self.lr) or self.lr <= 0:
+            raise bad("lr", "a number > 0")
+        for option in ("weight_decay", "backbone_lr_mult", "warmup_epochs", "aug_brightness", "aug_contrast"):
+            if not _finite(getattr(self, option)) or getattr(self, option) < 0:
+                raise bad(option, "a number >= 0")
+        for option in ("momentum", "min_lr_ratio", "aug_crop_prob"):
+            if not _finite(getattr(self, option)) or not 0.0 <= getattr(self, option) <= 1.0:
+                raise bad(option, "a number in [0, 1]")
+        if not _finite(self.val_fraction) or not 0.0 <= self.val_fraction < 1.0:
+            raise bad("val_fraction", "a number in [0, 1)")
+        if self.grad_clip_value is not None and (not _finite(self.grad_clip_value) or self.grad_clip_value <= 0):
+            raise bad("grad_clip_value", "a number > 0 (or unset)")
+        scale = tuple(self.aug_crop_scale)
+        if len(scale) != 2 or not all(_finite(v) for v in scale) or not 0.0 < scale[0] <= scale[1] <= 1.0:
+            raise bad("aug_crop_scale", "two numbers 0 < low <= high <= 1")
         if self.optimizer not in ("adamw", "adam", "sgd"):
             raise ConfigError(f"{source}: optimizer must be adamw, adam or sgd, not {self.optimizer!r}")
         if self.schedule not in ("cosine", "poly", "step", "constant", "triangle"):
             raise ConfigError(f"{source}: schedule must be cosine, poly, step, constant or triangle, not {self.schedule!r}")
         if self.select_metric not in ("S_alpha", "MAE", "weighted_F"):
             raise ConfigError(f"{source}: select_metric must be S_alpha, MAE or weighted_F")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"{source}: device must be auto, cpu or cuda, not {self.device!r}")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"{source}: amp must be {', '.join(AMP_MODES)}, not {self.amp!r}")
+        check_model_kwargs(self.model, self.model_kwargs, source)
+        from defectbench.methods.saliency.registry import check_input_size
+
+        try:  # transformers take only the sizes their patch grids accept
+            check_input_size(self.model, self.size)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_model_kwargs(model: str, kwargs: dict[str, Any], source: str = "config") -> None:
+    """Raise :class:`ConfigError` for an unknown model or keyword arguments its factory does not take."""
+    import inspect
+
+    import defectbench.methods.saliency  # noqa: F401 - registers every model
+    from defectbench.errors import DefectbenchError
+    from defectbench.methods.saliency.registry import model_factory
+
+    try:
+        factory = model_factory(model)
+    except DefectbenchError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{source}: model_args must be a mapping of keyword arguments, not {kwargs!r}")
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = sorted(n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{source}: model_args {', '.join(unknown)} not taken by model {model!r}; "
+                          f"it takes: {', '.join(accepted) or 'none'}")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (or JSON) file of training options into a dict."""
-    import yaml
+    """Read a YAML (or JSON) file of training options into a dict (its ``train`` mapping, if it has one)."""
+    from defectbench.yamlio import load_yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must hold a mapping of training options")
+    data = load_yaml(path, "training config file")
     return data.get("train", data)

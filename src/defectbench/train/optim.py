@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from defectbench.train.config import TrainConfig
 
-BACKBONE_PREFIXES = ("encoder.", "backbone.", "bkbone.")
+BACKBONE_PREFIXES = ("encoder.", "backbone.", "bkbone.", "rgb_backbone.")
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from defectbench.data import to_rgb
-from defectbench.data.imageio import list_images, read_image, saliency_to_uint8, write_saliency_map
+from defectbench.data.imageio import list_images
 from defectbench.errors import DataError
 from defectbench.methods.saliency.registry import IMAGENET_MEAN, IMAGENET_STD
 from defectbench.train.checkpoint import load_trained, shipped_weights_path
@@ -55,12 +55,15 @@ def optimize_for_cpu(model: nn.Module, size: int) -> torch.jit.ScriptModule:
 class SaliencyPredictor:
     """A trained model as a :class:`defectbench.methods.base.Method`: ``predict(image) -> float map``."""
 
+    oracle = False
+
     def __init__(self, model: nn.Module, size: int, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD, name: str | None = None, device: str = "cpu",
-                 optimize: bool = False) -> None:
+                 optimize: bool = False, source: dict[str, Any] | None = None) -> None:
         self.model = model.to(device).eval()
         self.size, self.mean, self.std, self.device = int(size), tuple(mean), tuple(std), device
         self.name = name or getattr(model, "model_name", type(model).__name__)
+        self.source = dict(source or {})
         self.optimized = optimize and device == "cpu"
         self._runner = optimize_for_cpu(self.model, self.size) if self.optimized else self.model
 
@@ -69,8 +72,10 @@ class SaliencyPredictor:
                         device: str = "cpu", optimize: bool = False) -> SaliencyPredictor:
         """Build a predictor from a checkpoint written by ``defectbench train`` (or shipped weights)."""
         model, info = load_trained(checkpoint, expected_model)
+        source = {"checkpoint": None if isinstance(checkpoint, dict) else str(checkpoint),
+                  "training": (info.get("meta") or {}).get("config")}
         return cls(model, info["input_size"], info["mean"], info["std"], name=info["model"], device=device,
-                   optimize=optimize)
+                   optimize=optimize, source=source)
 
     @classmethod
     def from_shipped(cls, model: str, weights: str, device: str = "cpu", optimize: bool = False) -> SaliencyPredictor:
@@ -89,9 +94,14 @@ class SaliencyPredictor:
             logits = logits[0]
         return logits_to_maps(logits, [img.shape[:2] for img in images])
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Return the saliency map of one image: float32 ``HxW`` in [0, 1]."""
+    def predict(self, image: np.ndarray, gt: np.ndarray | None = None) -> np.ndarray:
+        """Return the saliency map of one image: float32 ``HxW`` in [0, 1] (``gt`` is never read)."""
         return self.predict_batch([image])[0]
+
+    def record(self) -> dict[str, Any]:
+        """What the model is and where its weights came from."""
+        return {"type": "sod", "model": self.name, "input_size": self.size, "mean": list(self.mean),
+                "std": list(self.std), "optimized": self.optimized, **self.source}
 
 
 MAPS_MANIFEST = ".defectbench-maps.json"
@@ -157,17 +167,12 @@ def predict_paths(predictor: SaliencyPredictor, paths: Sequence[Path], out_dir: 
     out_dir = check_maps_folder(out_dir, paths, into_existing)
     names = sorted(_manifest_names(out_dir) | {f"{s}.png" for s in stems})
     atomic_write_json(out_dir / MAPS_MANIFEST, {"written_by": "defectbench predict", "maps": names})
-    todo = [p for p in paths if overwrite or not (out_dir / f"{p.stem}.png").is_file()]
-    from rich.progress import Progress
+    from defectbench.data.sample import Sample
+    from defectbench.methods.base import write_maps
+    from defectbench.progress import counting_bar
 
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"predict {predictor.name}", total=len(todo))
-        for start in range(0, len(todo), batch):
-            chunk = todo[start:start + batch]
-            images = [read_image(p) for p in chunk]
-            for p, prob in zip(chunk, predictor.predict_batch(images), strict=True):
-                write_saliency_map(out_dir / f"{p.stem}.png", saliency_to_uint8(prob))
-            bar.advance(task, len(chunk))
+    with counting_bar(f"predict {predictor.name}", len(paths), progress) as advance:
+        write_maps(predictor, [Sample(p.stem, p, None) for p in paths], out_dir, batch, advance, resume=not overwrite)
     return [out_dir / f"{p.stem}.png" for p in paths]
 
 

@@ -4,8 +4,10 @@ atomically every epoch (``best.pt``, ``last.pt``) and resumable bit-for-bit afte
 from __future__ import annotations
 
 import math
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from defectbench.data import Dataset, load_dataset
-from defectbench.errors import CheckpointError, ConfigError
+from defectbench.errors import CheckpointError, ConfigError, DefectbenchError
 from defectbench.methods.saliency.registry import IMAGENET_MEAN, IMAGENET_STD
 from defectbench.runtime import resolve_device, seed_everything
 from defectbench.train.augment import AugmentParams
@@ -29,7 +31,7 @@ from defectbench.train.checkpoint import (
     set_rng_state,
 )
 from defectbench.train.config import TrainConfig
-from defectbench.train.data import LoadedSamples, epoch_order, holdout_split
+from defectbench.train.data import LoadedSamples, epoch_order, holdout_split, to_channels_last
 from defectbench.train.optim import build_optimizer, lr_factor, set_lr
 from defectbench.train.predict import logits_to_maps, prepare_batch
 from defectbench.train.record import RunRecord
@@ -37,6 +39,7 @@ from defectbench.train.validate import score_maps
 
 # options that may differ between the original run and a resumed one without changing the result
 RESUME_FREE_KEYS = ("device", "data_root", "save_every")
+CHECKPOINT_NAMES = ("last.pt", "best.pt")
 
 
 @dataclass
@@ -69,19 +72,28 @@ def augment_params(cfg: TrainConfig) -> AugmentParams:
 
 
 @torch.inference_mode()
-def evaluate_model(model: nn.Module, data: LoadedSamples, size: int, device: str = "cpu", batch: int = 16) -> dict[str, float]:
+def evaluate_model(model: nn.Module, data: LoadedSamples, size: int, device: str = "cpu", batch: int = 16,
+                   autocast_dtype: torch.dtype | None = None, channels_last: bool = False) -> dict[str, float]:
     """Return validation ``S_alpha``, ``MAE`` and ``weighted_F`` of a model on loaded samples, maps at each image's own size."""
     was_training = model.training
     model.eval()
     preds, gts = [], []
     for start in range(0, len(data), batch):
         imgs = data.images[start:start + batch]
-        logits = model(prepare_batch(imgs, size).to(device))
+        x = prepare_batch(imgs, size).to(device)
+        if channels_last:
+            x = to_channels_last(x)
+        with _autocast(device, autocast_dtype):
+            logits = model(x)
         for prob in logits_to_maps(logits, [im.shape[:2] for im in imgs]):
             preds.append(np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8))
         gts.extend(m > 0.5 for m in data.masks[start:start + batch])
     model.train(was_training)
     return score_maps(preds, gts)
+
+
+def _autocast(device: str, dtype: torch.dtype | None) -> Any:
+    return torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()
 
 
 def _is_better(scores: dict[str, float], best: dict[str, float] | None, metric: str) -> bool:
@@ -111,6 +123,124 @@ def init_weights(model: torch.nn.Module, cfg: TrainConfig) -> None:
     load_weights(model, ckpt["state_dict"], cfg.init_from, cfg.model)
 
 
+class RunFolderBusy(DefectbenchError):
+    """Another training (or ``defectbench run``) holds the lock of the output folder."""
+
+
+def _make_folder(out: Path) -> bool:
+    """Create ``out`` (and its parents); return True when this call created it."""
+    try:
+        out.mkdir(parents=True)
+        return True
+    except FileExistsError:
+        if not out.is_dir():
+            raise ConfigError(f"{out}: exists and is not a folder; choose another --out") from None
+        return False
+    except OSError as exc:  # a file where a parent folder should be, a read-only parent ...
+        raise ConfigError(f"{out}: cannot create the output folder ({exc.strerror}); choose another --out") from None
+
+
+def _remove_unfinished(out: Path, created: bool, lock_file: Path, lock_existed: bool) -> None:
+    """After a failed attempt, remove what it created unless some epoch was saved (then the run is resumable)."""
+    if any((out / name).exists() for name in CHECKPOINT_NAMES):
+        return
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+    elif not lock_existed:
+        lock_file.unlink(missing_ok=True)
+
+
+@contextmanager
+def claimed_run_folder(out: Path) -> Iterator[None]:
+    """Create and exclusively lock a training's output folder for the duration of the block.
+
+    A second training into a locked folder fails at once with a one-line error. When the block fails
+    before any checkpoint exists, what this call created is removed again (the folder itself only when it
+    created it; a folder that held anything before is never removed).
+    """
+    from defectbench.locks import LOCK_NAME, ExperimentLock
+
+    created = _make_folder(out)
+    lock_file = out / LOCK_NAME
+    lock_existed = lock_file.exists()
+    lock = ExperimentLock(out, wait_s=0.0)
+    try:
+        lock.__enter__()
+    except DefectbenchError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise RunFolderBusy(f"{out}: another training (or `defectbench run`) is writing into this folder; "
+                            "wait for it to finish or choose another --out") from None
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        lock.__exit__(None, None, None)
+        if not finished:
+            _remove_unfinished(out, created, lock_file, lock_existed)
+
+
+def amp_dtype(cfg: TrainConfig, device: str) -> torch.dtype | None:
+    """Return the autocast dtype of a run (None = fp32): only on CUDA, bf16 where supported unless fp16 is asked for."""
+    if not device.startswith("cuda") or cfg.amp == "off":
+        return None
+    if cfg.amp == "fp16" or (cfg.amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so that wall-clock timings are real."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class TrainStep:
+    """One optimisation step: forward under autocast (CUDA AMP), the loss in fp32, a scaled backward for fp16,
+    gradient clamping, the optimiser step. On the CPU (no autocast) it is the plain fp32 step."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[Any, torch.Tensor], torch.Tensor],
+                 optimizer: torch.optim.Optimizer, device: str = "cpu", autocast_dtype: torch.dtype | None = None,
+                 grad_clip_value: float | None = None) -> None:
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.device, self.autocast_dtype, self.grad_clip_value = device, autocast_dtype, grad_clip_value
+        self.scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0) -> torch.Tensor:
+        """Run one step on a batch; return the (detached) loss."""
+        with _autocast(self.device, self.autocast_dtype):
+            outputs = self.model(x)
+        if self.autocast_dtype is not None:  # the loss in fp32: SSIM and IoU sums are not safe in 16 bits
+            outputs = [o.float() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.float()
+        loss = self.loss_fn(outputs, y)
+        if not torch.isfinite(loss):
+            raise ConfigError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.grad_clip_value:
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.clamp_(-self.grad_clip_value, self.grad_clip_value)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return loss.detach()
+
+
+def _build(cfg: TrainConfig) -> nn.Module:
+    try:
+        return build_model(cfg.model, cfg.model_kwargs, pretrained=cfg.pretrained, backbone_weights=cfg.backbone_weights)
+    except (TypeError, ValueError) as exc:  # a value the model's constructor refuses (names were checked before)
+        raise ConfigError(f"model_args {cfg.model_kwargs}: model {cfg.model!r} cannot be built ({exc})") from None
+
+
 def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str | Path = "runs/train",
                 resume: bool = False, progress: bool = True, log: Callable[[str], None] | None = None,
                 console: Any = None) -> TrainResult:
@@ -119,30 +249,42 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
     With ``resume=True`` an interrupted run continues from ``last.pt`` and ends with exactly the weights an
     uninterrupted run would have produced (same options, same thread count). ``log`` receives one line per
     epoch; pass the rich ``console`` it prints to so that the progress bar and the lines do not interleave.
+    ``out_dir`` is locked while the run works in it (a second training into it fails at once); a run that fails
+    before its first checkpoint removes what it created.
     """
     cfg.validate()
-    log = log or (lambda msg: None)
-    out = Path(out_dir)
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if last_path.exists() and not resume:
-        raise ConfigError(f"{out}: already holds a training run (last.pt); pass --resume to continue it or choose another --out")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-
     dataset = dataset or load_dataset(cfg.dataset, cfg.data_root)
     samples = dataset.split(cfg.split)
     if cfg.limit:
         samples = samples[: cfg.limit]
+    out = Path(out_dir)
+    with claimed_run_folder(out):
+        return _train_in_folder(cfg, samples, device, out, resume, progress, log or (lambda msg: None), console)
+
+
+def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Path, resume: bool, progress: bool,
+                     log: Callable[[str], None], console: Any) -> TrainResult:
+    """The body of :func:`train_model`, run while ``out`` is locked."""
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if last_path.exists() and not resume:
+        raise ConfigError(f"{out}: already holds a training run (last.pt); pass --resume to continue it or choose another --out")
     train_samples, val_samples = holdout_split(samples, cfg.val_fraction, cfg.val_seed)
 
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, cfg.model_kwargs, pretrained=cfg.pretrained, backbone_weights=cfg.backbone_weights)
+    model = _build(cfg)
     if cfg.init_from:
         init_weights(model, cfg)
     model.to(device).train()
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     loss_fn = create_loss_for(model, cfg)
     optimizer = build_optimizer(model, cfg)
+    autocast_dtype = amp_dtype(cfg, device)
+    train_step = TrainStep(model, loss_fn, optimizer, device, autocast_dtype, cfg.grad_clip_value)
+    scaler = train_step.scaler
 
     start_epoch, step, train_seconds = 0, 0, 0.0
     best: dict[str, float] | None = None
@@ -156,9 +298,13 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
         _check_resume_config(state["config"], cfg, last_path)
         load_weights(model, ckpt["state_dict"], last_path, cfg.model)
         optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("grad_scaler"):
+            scaler.load_state_dict(state["grad_scaler"])
         start_epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
         best, best_epoch, history = state["best"], state["best_epoch"], list(state["history"])
         set_rng_state(state["rng"])
+        if device.startswith("cuda") and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"])
         log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
 
     record = RunRecord(out, cfg, model, train_samples, val_samples, device)
@@ -167,8 +313,10 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
     aug = augment_params(cfg)
     n = len(train_data)
     steps_per_epoch = max(1, n // cfg.batch) if n >= cfg.batch else 1
+    precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[autocast_dtype]
     log(f"{cfg.model}: {len(train_samples)} training / {len(val_samples)} validation images of {cfg.dataset} "
-        f"{cfg.split}, {steps_per_epoch} steps per epoch, input {cfg.size}, {torch.get_num_threads()} threads")
+        f"{cfg.split}, {steps_per_epoch} steps per epoch, input {cfg.size}, {torch.get_num_threads()} threads, "
+        f"{device} {precision}")
     meta_base = {"dataset": cfg.dataset, "split": cfg.split, "seed": cfg.seed, "config": cfg.to_dict()}
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -179,6 +327,7 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
         task = bar.add_task(f"train {cfg.model}", total=cfg.epochs * steps_per_epoch,
                             completed=start_epoch * steps_per_epoch, info="")
         for epoch in range(start_epoch, cfg.epochs):
+            synchronize(device)
             t0 = time.perf_counter()
             order = epoch_order(n, cfg.seed, epoch)
             losses: list[float] = []
@@ -186,24 +335,19 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
                 idx = order[b * cfg.batch:(b + 1) * cfg.batch]
                 set_lr(optimizer, lr_factor(cfg, step, steps_per_epoch))
                 x, y = train_data.batch(idx, epoch, cfg.seed, cfg.size, aug)
-                outputs = model(x.to(device))
-                loss = loss_fn(outputs, y.to(device))
-                if not torch.isfinite(loss):
-                    raise ConfigError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip_value:
-                    for p in model.parameters():
-                        if p.grad is not None:
-                            p.grad.clamp_(-cfg.grad_clip_value, cfg.grad_clip_value)
-                optimizer.step()
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if cfg.channels_last:
+                    x = to_channels_last(x)
+                losses.append(float(train_step(x, y, epoch).item()))
                 step += 1
-                losses.append(float(loss.item()))
                 shown = f"loss {np.mean(losses):.4f}"
                 if best is not None:
                     shown += f"  best val S {best['S_alpha']:.4f}"
                 bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.epochs}  {shown}")
-            scores = (evaluate_model(model, val_data, cfg.size, device) if val_data is not None
+            synchronize(device)
+            step_seconds = time.perf_counter() - t0
+            scores = (evaluate_model(model, val_data, cfg.size, device, autocast_dtype=autocast_dtype,
+                                     channels_last=cfg.channels_last) if val_data is not None
                       else {"S_alpha": math.nan, "MAE": math.nan, "weighted_F": math.nan})
             seconds = time.perf_counter() - t0
             train_seconds += seconds
@@ -212,6 +356,7 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
                 best, best_epoch = scores, epoch + 1
             history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[-1]["lr"],
                             **{f"val_{k}": v for k, v in scores.items()}, "seconds": round(seconds, 2),
+                            "images_per_s": round(steps_per_epoch * min(cfg.batch, n) / max(step_seconds, 1e-9), 2),
                             "best": improved})
             meta = {**meta_base, "epoch": epoch + 1, "val": scores}
             save_now = (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
@@ -222,7 +367,9 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
             if save_now:
                 train_state = {"epoch": epoch + 1, "step": step, "train_seconds": train_seconds, "best": best,
                                "best_epoch": best_epoch, "history": history, "config": cfg.to_dict(),
-                               "optimizer": optimizer.state_dict(), "rng": rng_state()}
+                               "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                               "cuda_rng": torch.cuda.get_rng_state() if device.startswith("cuda") else None,
+                               "grad_scaler": scaler.state_dict() if scaler is not None else None}
                 save_checkpoint(last_path, make_checkpoint(model, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
                                                            IMAGENET_STD, meta=meta, train_state=train_state))
                 record.write(history, best, best_epoch, train_seconds, finished=epoch + 1 == cfg.epochs)

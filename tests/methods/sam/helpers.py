@@ -45,32 +45,36 @@ def sample_output(out: torch.Tensor) -> list[float]:
     return [round(float(v), 6) for v in out[0, ::32, ::8, ::8].flatten()]
 
 
-def tiny_sam(img_size: int = 128, embed_dim: int = 32, depth: int = 2, seed: int = 0, sharpen: float = 1.0,
-             shrink: float = 0.0):
+def tiny_sam(img_size: int = 128, embed_dim: int = 32, depth: int = 2, seed: int | None = 0, sharpen: float = 1.0,
+             shrink: float = 0.0, decoder_dim: int = 256, decoder_depth: int = 2):
     """A reduced SAM with the official classes: small ViT encoder, official prompt encoder and mask decoder.
 
-    The mask decoder keeps SAM's published widths (256 channels, 8 heads, 2048 MLP), so the fast decoder is
-    exercised on the real decoder shapes; only the encoder and the input size are reduced. ``sharpen``
+    By default the mask decoder keeps SAM's published widths (256 channels, 8 heads, 2048 MLP), so the fast
+    decoder is exercised on the real decoder shapes; only the encoder and the input size are reduced. A smaller
+    ``decoder_dim`` (and ``decoder_depth``) gives the fast model the runner and speed tests use at SAM's 1024 px. ``sharpen``
     scales the hypernetwork outputs so that random weights give large logits, i.e. stable, blob-like masks
     that pass SAM's stability filter (plain random weights give near-zero logits and noisy masks);
     ``shrink`` lowers the hypernetwork output bias, which makes masks smaller.
     """
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-    torch.manual_seed(seed)
+    if seed is not None:
+        torch.manual_seed(seed)
     emb = img_size // 16
+    full = decoder_dim == 256
     model = Sam(
         image_encoder=ImageEncoderViT(
             depth=depth, embed_dim=embed_dim, img_size=img_size, mlp_ratio=4,
             norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=2, patch_size=16, qkv_bias=True,
-            use_rel_pos=True, global_attn_indexes=[depth - 1], window_size=4, out_chans=256,
+            use_rel_pos=True, global_attn_indexes=[depth - 1], window_size=4 if full else 14, out_chans=decoder_dim,
         ),
-        prompt_encoder=PromptEncoder(embed_dim=256, image_embedding_size=(emb, emb),
-                                     input_image_size=(img_size, img_size), mask_in_chans=16),
+        prompt_encoder=PromptEncoder(embed_dim=decoder_dim, image_embedding_size=(emb, emb),
+                                     input_image_size=(img_size, img_size), mask_in_chans=16 if full else 4),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
-            transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256,
+            transformer=TwoWayTransformer(depth=decoder_depth, embedding_dim=decoder_dim,
+                                          mlp_dim=2048 if full else 2 * decoder_dim, num_heads=8 if full else 2),
+            transformer_dim=decoder_dim, iou_head_depth=3 if full else 1, iou_head_hidden_dim=256 if full else 16,
         ),
     )
     if sharpen != 1.0 or shrink:
@@ -132,3 +136,8 @@ def gt_derived_proposals(gt: np.ndarray, image: np.ndarray | None = None, seed: 
         masks.append((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r)
         names.append(f"blob{j}")
     return np.stack(masks), names
+
+
+def build_tiny_sam(decoder_depth: int = 1):
+    """A SAM at SAM's 1024 px input with tiny widths everywhere (random weights): fast runner and speed tests."""
+    return tiny_sam(img_size=1024, embed_dim=32, depth=1, seed=None, decoder_dim=32, decoder_depth=decoder_depth)

@@ -11,7 +11,7 @@ from defectbench.methods.sam.generator import AmgParams, FastMaskGenerator, Offi
 from defectbench.methods.sam.proposals import best_match_iou
 from defectbench.methods.sam.upsample import axis_matrices, upsample_logits, used_extent
 
-from ..conftest import MT, SD900, needs_mt, needs_sd900
+from tests.conftest import MT, SD900, needs_mt, needs_sd900
 from .helpers import tiny_sam
 
 

@@ -18,7 +18,7 @@ from defectbench.cli import main
 from defectbench.errors import DefectbenchError
 from defectbench.methods.sam.predict import SamMethod, predict_dataset
 
-from ..conftest import REPO, needs_sd900
+from tests.conftest import REPO, needs_sd900
 from .helpers import register_tiny
 
 AMG = {"points_per_side": 6, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 0.9}

@@ -30,7 +30,7 @@ from defectbench.methods.sam.selection import (
     select_by_scores,
 )
 
-from ..conftest import needs_sd900
+from tests.conftest import needs_sd900
 from .helpers import gt_derived_proposals
 
 
@@ -40,7 +40,7 @@ def _seed(sample_id: str) -> int:
 
 @pytest.fixture(scope="module")
 def sd900():
-    from ..conftest import DATA
+    from tests.conftest import DATA
     from defectbench.data import load_dataset
 
     if DATA is None:

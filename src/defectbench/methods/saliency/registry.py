@@ -42,6 +42,20 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def model_factory(name: str) -> Callable[..., nn.Module]:
+    """The factory registered under ``name`` (its signature lists the model's keyword arguments)."""
+    if name not in _MODELS:
+        raise DefectbenchError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return _MODELS[name]
+
+
+def check_input_size(name: str, size: int | tuple[int, int]) -> None:
+    """Raise ConfigError if model ``name`` cannot take inputs of ``size`` (a factory's ``valid_input_size``)."""
+    check = getattr(model_factory(name), "valid_input_size", None)
+    if check is not None:
+        check(size)
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model by name (keyword arguments go to its factory)."""
     if name not in _MODELS:

@@ -224,12 +224,9 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return _Silent()
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from defectbench.progress import make_progress
 
-        from defectbench.cli.common import err_console
-
-        self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                          console=err_console, transient=False)
+        self.p = make_progress(transient=False)
         return self.p.__enter__()
 
     def __exit__(self, *exc):
@@ -270,23 +267,24 @@ def predict_dataset(model: str, dataset, split: str, select: str, out_dir: str |
                     train_split: str | None = None, limit: int | None = None, train_limit: int | None = None,
                     evaluate: bool = True, progress: bool = True, data_root: str | os.PathLike | None = None
                     ) -> dict[str, Any]:
-    """Write the saliency maps of a dataset split and ``run.json``; return the run record (see module docstring)."""
-    from defectbench.data import load_dataset, to_rgb
-    from defectbench.data.imageio import write_saliency_map
-    from defectbench.runtime import device_description, git_commit, versions
+    """Write the saliency maps of a dataset split and ``run.json``; return the run record (see module docstring).
+
+    A thin loop over :class:`SamMethod` and :func:`defectbench.methods.base.write_maps`, the loop the experiment
+    runner uses too.
+    """
+    from defectbench.data import load_dataset
+    from defectbench.methods.base import write_maps
 
     t_start = time.perf_counter()
     ds = load_dataset(dataset, data_root) if isinstance(dataset, str) else dataset
     samples = ds.split(split)
     if limit is not None:
         samples = samples[:limit]
-    cfg = SelectionConfig(select, output)
-    source = ProposalSource(model, checkpoint, device, cache_dir, amg_params, generator, random_seed,
-                            keep_logits=True)
+    method = SamMethod(model, select, checkpoint, device, cache_dir, amg_params, generator, output,
+                       random_seed=random_seed)
     out = Path(out_dir)
-    maps_dir = out / "maps"
     run_file = out / "run.json"
-    config = _config_block(source, ds.name, split, cfg)
+    config = _config_block(method.source, ds.name, split, method.cfg)
     if run_file.is_file():
         try:
             previous = json.loads(run_file.read_text()).get("config")
@@ -298,73 +296,32 @@ def predict_dataset(model: str, dataset, split: str, select: str, out_dir: str |
                                    f"use another --out or delete that folder")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_file, {"config": config, "status": "running"})
-    selector_record = None
     if select == "learned":
-        cfg.learned, selector_record = _learned_selector(source, ds, split, train_split, train_limit, out, progress)
-    written = skipped = 0
-    n_props: list[int] = []
-    t_select = 0.0
+        name = train_split or default_train_split(ds, split)
+        if name == split:
+            raise ConfigError("the learned selector must be trained on another split than the one it is applied to")
+        method.fit(ds.split(name)[:train_limit] if train_limit is not None else ds.split(name), out,
+                   {"dataset": ds.name, "train_split": name, "train_limit": train_limit}, progress)
     with _progress(progress) as bar:
-        task = bar.add_task(f"{method_name(model, select, output)} on {ds.name}/{split}", total=len(samples))
-        for s in samples:
-            target = maps_dir / f"{s.id}.png"
-            if target.is_file():
-                skipped += 1
-                bar.advance(task)
-                continue
-            image = s.image()
-            props = source.get(to_rgb(image))
-            n_props.append(len(props))
-            t0 = time.perf_counter()
-            m = saliency_map(props, image, cfg, s.mask() if is_oracle(select) else None)
-            t_select += time.perf_counter() - t0
-            write_saliency_map(target, m)
-            written += 1
-            bar.advance(task)
-    record: dict[str, Any] = {
-        "config": config,
-        "status": "complete",
-        "method": method_name(model, select, output),
-        "label": method_label(model, select),
-        "oracle": is_oracle(select),
-        "model_title": source.spec.title,
-        "checkpoint": {"path": str(source.identity.path) if source.identity.path else None,
-                       "sha256": source.identity.sha256, "official": source.identity.official,
-                       "random_weights_seed": random_seed},
-        "n_images": len(samples),
-        "limit": limit,
-        "cache": {"dir": str(source.cache.dir), "key": source.cache_key()},
-        "device": source.device or device,
-        "device_description": device_description(source.device) if source.device else None,
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "this_run": {**source.stats, "maps_written": written, "maps_skipped": skipped,
-                     "selection_seconds": round(t_select, 3), "seconds": round(time.perf_counter() - t_start, 3),
-                     "generator_timings": {k: round(v, 3) for k, v in source.timings.items()}},
-        "proposals_per_image": ({"mean": float(np.mean(n_props)), "min": int(min(n_props)), "max": int(max(n_props))}
-                                if n_props else None),
-    }
-    if selector_record:
-        record["selector"] = selector_record
+        task = bar.add_task(f"{method.name} on {ds.name}/{split}", total=len(samples))
+        counts = write_maps(method, samples, out / "maps", advance=lambda n: bar.advance(task, n))
+    record: dict[str, Any] = {"config": config, "status": "complete", **method.record(), "n_images": len(samples),
+                              "limit": limit}
+    record["this_run"] = {**record["this_run"], "maps_written": counts["written"], "maps_skipped": counts["kept"],
+                          "seconds": round(time.perf_counter() - t_start, 3)}
     if evaluate:
-        record["metrics"] = evaluate_maps(maps_dir, samples)
-        if is_oracle(select):
+        record["metrics"] = evaluate_maps(out / "maps", samples)
+        if method.oracle:
             record["metrics"]["note"] = "ORACLE: the selection read each test image's ground truth"
     atomic_write_json(run_file, record)
     return record
 
 
-def _learned_selector(source: ProposalSource, ds, split: str, train_split: str | None, train_limit: int | None,
-                      out: Path, progress: bool) -> tuple[LogisticSelector, dict[str, Any]]:
-    """Load ``selector.json`` from a previous (interrupted) run with the same training set, or train it."""
-    name = train_split or default_train_split(ds, split)
-    if name == split:
-        raise ConfigError("the learned selector must be trained on another split than the one it is applied to")
-    samples = ds.split(name)
-    if train_limit is not None:
-        samples = samples[:train_limit]
-    info = {"dataset": ds.name, "train_split": name, "train_limit": train_limit, "cache_key": source.cache.digest}
-    path = out / "selector.json"
+def learned_selector(source: ProposalSource, samples: list, work_dir: Path, info: dict[str, Any],
+                     progress: bool) -> tuple[LogisticSelector, dict[str, Any]]:
+    """Load ``selector.json`` of an earlier (interrupted) fit on the same training set, or fit and save it."""
+    info = {**info, "cache_key": source.cache.digest}
+    path = Path(work_dir) / "selector.json"
     if path.is_file():
         try:
             d = json.loads(path.read_text())
@@ -409,6 +366,35 @@ class SamMethod:
         self.source = ProposalSource(model, checkpoint, device, cache_dir, amg_params, generator, random_seed)
         self.name = method_name(model, select, output)
         self.oracle = is_oracle(select)
+        self.model, self.random_seed = model, random_seed
+        self.selector_record: dict[str, Any] | None = None
+
+    def fit(self, train_samples: list, work_dir: str | os.PathLike, info: dict[str, Any] | None = None,
+            progress: bool = False) -> None:
+        """Fit the ``learned`` selector on training samples (saved in ``work_dir``; reused after a restart)."""
+        if self.cfg.strategy != "learned":
+            return
+        self.cfg.learned, self.selector_record = learned_selector(self.source, list(train_samples), Path(work_dir),
+                                                                  dict(info or {}), progress)
+
+    def record(self) -> dict[str, Any]:
+        """What ran: model, weights (path and SHA-256), selection, cache, device, versions, this run's counts."""
+        from defectbench.runtime import device_description, git_commit, versions
+
+        src = self.source
+        out = {"method": self.name, "label": method_label(self.model, self.cfg.strategy), "oracle": self.oracle,
+               "model_title": src.spec.title,
+               "checkpoint": {"path": str(src.identity.path) if src.identity.path else None,
+                              "sha256": src.identity.sha256, "official": src.identity.official,
+                              "random_weights_seed": self.random_seed},
+               "cache": {"dir": str(src.cache.dir), "key": src.cache_key()},
+               "device": src.device or src.device_name,
+               "device_description": device_description(src.device) if src.device else None,
+               "versions": versions(), "git_commit": git_commit(),
+               "this_run": {**src.stats, "generator_timings": {k: round(v, 3) for k, v in src.timings.items()}}}
+        if self.selector_record:
+            out["selector"] = self.selector_record
+        return out
 
     def proposals(self, image: np.ndarray) -> Proposals:
         """The image's proposals (cached)."""

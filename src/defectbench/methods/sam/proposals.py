@@ -109,10 +109,6 @@ class Proposals:
             return np.zeros((0, *self.size), dtype=bool)
         return np.stack([self.mask(i) for i in range(len(self))])
 
-    def areas(self) -> np.ndarray:
-        """Return the pixel area of every proposal."""
-        return np.array([rle_area(c) for c in self.rles], dtype=np.int64)
-
     def has_logits(self) -> bool:
         """Whether low-resolution logits are stored (soft maps possible)."""
         return self.lowres_logits is not None and len(self.lowres_logits) == len(self)

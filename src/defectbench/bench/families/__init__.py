@@ -1,0 +1,20 @@
+"""Method families of the experiment runner: one module each, one entry in :data:`FAMILY_MODULES`.
+
+A family module holds ``KEYS`` (the config keys of its methods beside the common ones), a frozen options
+dataclass with ``parse_options(entry, where)`` that validates a config entry into it, ``run(job, ctx) ->
+Produced`` (make the job's maps through :func:`defectbench.methods.base.write_maps`) and, optionally,
+``preflight(job) -> str`` (check file references without running, for ``run --dry-run``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+FAMILY_MODULES = {"sod": "defectbench.bench.families.sod", "sam": "defectbench.bench.families.sam",
+                  "maps": "defectbench.bench.families.maps"}
+
+
+def family(name: str) -> ModuleType:
+    """The module of method family ``name`` (imported on first use)."""
+    return importlib.import_module(FAMILY_MODULES[name])

@@ -1,0 +1,166 @@
+"""The ``sod`` family: a trainable saliency network, trained on the task's train split with the job's seed (or
+loaded from a checkpoint whose training images are checked against the scored ones), then run on the test and
+extra splits through the one loop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from defectbench.bench.config import MethodSpec, TaskSpec
+from defectbench.bench.executors import JobContext, Produced, check_no_training_images, eval_items
+from defectbench.bench.jobs import Job
+from defectbench.data.dataset import Dataset
+from defectbench.errors import CheckpointError, ConfigError, DataError
+from defectbench.methods.base import write_maps
+
+KEYS = frozenset({"model", "train", "predict", "checkpoint", "model_args"})
+# training options a task and seed set: never in a method's ``train`` mapping
+TASK_SET_TRAIN_KEYS = {"model", "dataset", "split", "seed", "device", "data_root"}
+
+
+@dataclass(frozen=True)
+class SodOptions:
+    """A trainable saliency model: trained on the task's train split (``train``) or loaded (``checkpoint``)."""
+
+    model: str
+    train: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    predict_batch: int = 8
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{what} must be a positive whole number, got {value!r}")
+    return value
+
+
+def parse_options(entry: dict[str, Any], where: str) -> SodOptions:
+    """Validate and type a ``sod`` method entry: a registered model, valid training options, ``predict.batch``."""
+    import defectbench.methods.saliency  # noqa: F401 - registers the models
+    from defectbench.methods.saliency import list_models
+
+    model = str(entry["model"])
+    if model not in list_models():
+        raise ConfigError(f"{where}: unknown saliency model {model!r}; available: {', '.join(list_models())}")
+    train = entry.get("train")
+    if isinstance(train, dict):
+        fixed = sorted(set(train) & TASK_SET_TRAIN_KEYS)
+        if fixed:
+            raise ConfigError(f"{where}: train option {fixed[0]!r} is set by the task and seed, not in 'train'")
+        from defectbench.train.config import TrainConfig
+
+        TrainConfig.for_model(model, dict(train), source=f"{where}: train")
+    predict = dict(entry.get("predict") or {})
+    unknown = sorted(set(predict) - {"batch"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown predict option {unknown[0]!r} (known: batch)")
+    return SodOptions(model, dict(train or {}), str(entry["checkpoint"]) if entry.get("checkpoint") else None,
+                      dict(entry.get("model_args") or {}), _positive_int(predict.get("batch", 8), f"{where}: predict.batch"))
+
+
+def resolve_checkpoint(method: MethodSpec, task: TaskSpec) -> Path:
+    """Resolve a sod method's ``checkpoint``: a path (placeholders allowed) or ``shipped:<weights>``."""
+    text = str(method.settings.checkpoint).format(dataset=task.dataset_id, name=task.dataset, split=task.test,
+                                                    train=task.train or "", task=task.key)
+    if text.startswith("shipped:"):
+        from defectbench.train.checkpoint import shipped_weights_path
+
+        return shipped_weights_path(method.settings.model, text.split(":", 1)[1])
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint of method {method.name} not found")
+    return path
+
+
+def checkpoint_training_ids(meta: dict[str, Any], dataset: Dataset) -> tuple[set[str] | None, str]:
+    """Return the ids a checkpoint was trained on (from its recorded dataset and split) and a description."""
+    cfg = meta.get("config") if isinstance(meta.get("config"), dict) else meta
+    if isinstance(meta.get("train_ids"), list):
+        return set(meta["train_ids"]), f"{len(meta['train_ids'])} recorded training images"
+    name, split = cfg.get("dataset"), cfg.get("split")
+    if not name or not split:
+        return None, "training images not recorded in the checkpoint"
+    if name != dataset.name:
+        return set(), f"trained on {name}/{split} (another dataset)"
+    try:
+        ids = {s.id for s in dataset.split(str(split))}
+    except DataError:
+        return None, f"trained on {name}/{split} (split unknown here)"
+    return ids, f"trained on {name}/{split}"
+
+
+def run(job: Job, ctx: JobContext) -> Produced:
+    """Train (or load) a saliency network for the task and seed, then write its maps of the scored images."""
+    from defectbench.train.checkpoint import read_checkpoint
+    from defectbench.train.predict import SaliencyPredictor
+
+    assert job.task is not None
+    task, method, run_dir = job.task, job.method, job.run_dir(ctx.experiment_dir)
+    dataset = ctx.dataset(task)
+    items = eval_items(dataset, task)
+    timings: dict[str, float] = {}
+    opts = method.settings
+    assert isinstance(opts, SodOptions)
+    info: dict[str, Any] = {"model": opts.model}
+    if opts.checkpoint:
+        ckpt_path = resolve_checkpoint(method, task)
+        ckpt = read_checkpoint(ckpt_path, expected_model=opts.model)
+        train_ids, desc = checkpoint_training_ids(ckpt.get("meta") or {}, dataset)
+        info.update(checkpoint=str(ckpt_path), training=desc)
+        if train_ids is None:
+            info["warning"] = "the checkpoint does not record its training images; overlap with the scored images unchecked"
+        else:
+            check_no_training_images(items, train_ids, f"checkpoint {ckpt_path}")
+    else:
+        if not task.train:
+            raise ConfigError(f"task {task.key} has no train split; method {method.name} needs one (or a checkpoint)")
+        train_ids = {s.id for s in dataset.split(task.train)}
+        check_no_training_images(items, train_ids, f"{method.name} (split {task.train})")
+        t0 = time.perf_counter()
+        ckpt_path = train_sod(job, ctx, run_dir / "train")
+        timings["train_s"] = time.perf_counter() - t0
+        info.update(checkpoint=str(ckpt_path.relative_to(ctx.experiment_dir)), training=f"trained here on {task.dataset}/{task.train}")
+        ckpt = read_checkpoint(ckpt_path, expected_model=opts.model)
+    predictor = SaliencyPredictor.from_checkpoint(ckpt, expected_model=opts.model, device=ctx.device)
+    t0 = time.perf_counter()
+    maps_dir = run_dir / "maps"
+    write_maps(predictor, [it.sample for it in items], maps_dir, opts.predict_batch,
+               ctx.bar(f"predict {job.id}", len(items)))
+    timings["predict_s"] = time.perf_counter() - t0
+    return Produced(maps_dir, items, timings, {**info, "method": predictor.record()})
+
+
+def train_config(job: Job, device: str) -> Any:
+    """Return the :class:`~defectbench.train.TrainConfig` of a job: model recipe, then the method's ``train`` settings."""
+    from defectbench.train import TrainConfig
+
+    assert job.task is not None
+    opts = job.method.settings
+    assert isinstance(opts, SodOptions)
+    options = dict(opts.train)
+    options.update(dataset=job.task.dataset, split=job.task.train, seed=job.seed, device=device)
+    if opts.model_args:
+        options["model_kwargs"] = dict(opts.model_args)
+    return TrainConfig.for_model(opts.model, options, source=f"method {job.method.name}: train")
+
+
+def train_sod(job: Job, ctx: JobContext, out_dir: Path) -> Path:
+    """Train the job's model on its task's train split with its seed (resuming an interrupted attempt); return best.pt."""
+    from defectbench.train import train_model
+
+    cfg = train_config(job, ctx.device)
+    result = train_model(cfg, dataset=ctx.dataset(job.task), out_dir=out_dir, resume=True, progress=False,
+                         log=lambda line: ctx.log(f"  {job.id}: {line}"))
+    return Path(result.best_checkpoint)
+
+
+def preflight(job: Job) -> str:
+    """Check the job's checkpoint reference without running it; return what was found."""
+    if job.method.settings.checkpoint and job.task is not None:
+        return f"checkpoint {resolve_checkpoint(job.method, job.task)}"
+    return ""

@@ -1,0 +1,238 @@
+"""The experiment matrix on a real local Ray cluster: same store as a local run, failures, kill -9 of a worker and of the driver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from defectbench.bench import load_config, parse_config, run_experiment
+from defectbench.bench.runner import JobOutcome, compute_job
+from defectbench.bench.status import experiment_status
+from tests.bench.synthetic import make_dataset, make_maps, write_config
+
+ray = pytest.importorskip("ray")
+
+from defectbench.bench.ray_backend import RayBackend, check_reachable, infeasible, job_resources, ray_options  # noqa: E402
+
+ROWS = ("SELECT job_id, image_id, split, role, defect_class, S_alpha, MAE, adp_E, adp_F, weighted_F, pred_area, "
+        "pred_any, gt_area, height, width, map_path, image_path, mask_path, scores FROM images ORDER BY job_id, image_id")
+JOBS = ("SELECT job_id, kind, method, status, error, n_images, run_dir, maps_dir, spec_hash, info, position "
+        "FROM jobs ORDER BY job_id")
+CLI = [sys.executable, "-m", "defectbench.cli"]
+
+
+def _query(db: Path, sql: str) -> list[tuple]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    """One 2-CPU Ray cluster for the module (started by this process, stopped with it); yields its address."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2,
+             log_to_driver=False, configure_logging=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> dict[str, Path]:
+    """A folder dataset and maps of two fake methods."""
+    root = tmp_path_factory.mktemp("raysynth")
+    ds = make_dataset(root / "ds", 6, 8, 0)
+    return {"dataset": ds, "good": make_maps(ds, root / "good", "good", seed=1),
+            "poor": make_maps(ds, root / "poor", "poor", seed=2), "root": root}
+
+
+def _backend(address: str, **kw) -> RayBackend:
+    return RayBackend(address, worker_logs=False, **kw)
+
+
+def test_same_store_with_and_without_ray(tmp_path, small, cluster):
+    cfg = load_config(write_config(tmp_path / "c.yaml", small["dataset"],
+                                   {"good": small["good"], "poor": small["poor"], "absent": tmp_path / "nope"}))
+    raw = dict(cfg.raw)  # plus a SAM job whose checkpoint is nowhere: skipped, with the file to get
+    raw["methods"] = [*raw["methods"], {"name": "sam-b", "type": "sam", "model": "vit_b", "select": "oracle-best",
+                                        "checkpoint": str(tmp_path / "no_sam.pth")}]
+    raw["device"] = "cpu"
+    cfg = parse_config(raw)
+    t0 = time.perf_counter()
+    local = run_experiment(cfg, tmp_path / "local", progress=False)
+    t_local = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    on_ray = run_experiment(cfg, tmp_path / "ray", progress=False, backend=_backend(cluster))
+    t_ray = time.perf_counter() - t0
+    print(f"\nsame config, 4 jobs: local {t_local:.2f} s, Ray (2-CPU local cluster, already up) {t_ray:.2f} s")
+    assert sorted(on_ray.done) == sorted(local.done) == ["syn-test/good/seed0", "syn-test/poor/seed0"]
+    assert on_ray.failed == local.failed and "maps folder of method absent not found" in on_ray.failed["syn-test/absent/seed0"]
+    assert on_ray.skipped == local.skipped and "no_sam.pth" in {**on_ray.failed, **on_ray.skipped}["syn-test/sam-b/seed0"]
+    db_local, db_ray = tmp_path / "local/synth/results.sqlite", tmp_path / "ray/synth/results.sqlite"
+    got, want = _query(db_ray, ROWS), _query(db_local, ROWS)
+    assert len(got) == 2 * 14 and got == want
+    assert _query(db_ray, JOBS) == _query(db_local, JOBS)
+    assert _query(db_ray, "SELECT attempts FROM jobs") == [(1,)] * 4
+    # the job files came back from the workers: same per-image metrics file
+    for job in ("syn-test/good/seed0", "syn-test/poor/seed0"):
+        assert (tmp_path / "ray/synth" / job / "metrics.csv").read_bytes() == \
+               (tmp_path / "local/synth" / job / "metrics.csv").read_bytes()
+    # a worker, not the driver, ran them (its pid) and the run says it was on Ray
+    pids = {r[0] for r in _query(db_ray, "SELECT pid FROM jobs")}
+    assert os.getpid() not in pids and len(pids) >= 1
+    assert '"backend": "ray"' in _query(db_ray, "SELECT value FROM meta WHERE key = 'last_run'")[0][0]
+    # resumed: nothing finished is recomputed
+    again = run_experiment(cfg, tmp_path / "ray", progress=False, backend=_backend(cluster))
+    assert sorted(again.already_done) == sorted(local.done) and not again.done
+
+
+def test_missing_data_on_worker_and_infeasible_resources(tmp_path, small, cluster):
+    cfg = load_config(write_config(tmp_path / "c.yaml", small["dataset"], {"good": small["good"], "big": small["poor"]}))
+    cfg.raw["datasets"].append({"name": f"folder:{tmp_path / 'gone'}", "id": "gone"})
+    cfg.raw["methods"][1]["resources"] = {"gpu": 1, "cpu": 1}  # a GPU job on a CPU-only cluster
+    cfg = parse_config(cfg.raw)
+    summary = run_experiment(cfg, tmp_path / "runs", progress=False, backend=_backend(cluster))
+    assert summary.done == ["syn-test/good/seed0"]
+    gone = summary.failed["gone-test/good/seed0"]
+    assert f"dataset folder {tmp_path / 'gone'} not found on Ray worker" in gone and "same path on every node" in gone
+    for job_id in ("syn-test/big/seed0", "gone-test/big/seed0"):
+        assert "no node of the Ray cluster has the resources this job asks for (GPU 1" in summary.failed[job_id]
+    st = experiment_status(tmp_path / "runs" / "synth")
+    assert st.counts() == {"done": 1, "failed": 3} and all("\n" not in (j.error or "") for j in st.jobs)
+
+
+def test_resources_by_method_type():
+    raw = {"experiment": "r", "datasets": ["sd900"], "methods": [
+        {"name": "net", "type": "sod", "model": "litenet", "resources": {"gpu": 0.5, "cpu": 4, "A100": 1}},
+        {"name": "m", "type": "maps", "path": "x"}]}
+    cfg = parse_config(raw)
+    from defectbench.bench.jobs import expand_jobs
+
+    maps, net = expand_jobs(cfg)[:2]  # cheap methods first
+    assert (maps.method.type, net.method.type) == ("maps", "sod")
+    assert job_resources(net, cfg, "auto", 8) == {"gpu": 0.5, "cpu": 4, "A100": 1}
+    assert ray_options({"gpu": 0.5, "cpu": 4, "A100": 1}) == {"num_cpus": 4, "num_gpus": 0.5, "resources": {"A100": 1}}
+    assert job_resources(maps, cfg, "auto", 8) == {"cpu": 1}
+    raw["methods"][0].pop("resources")
+    cfg = parse_config(raw)
+    net = expand_jobs(cfg)[1]
+    assert job_resources(net, cfg, "auto", 8) == {"cpu": 1, "gpu": 1}
+    assert job_resources(net, cfg, "cpu", 8) == {"cpu": 1} and job_resources(net, cfg, "auto", 0) == {"cpu": 1}
+    nodes = [{"Resources": {"CPU": 8, "GPU": 1}}, {"Resources": {"CPU": 2}}]
+    assert infeasible({"cpu": 4, "gpu": 1}, nodes) is None
+    assert "GPU 2" in infeasible({"gpu": 2}, nodes) and "largest node has GPU 1" in infeasible({"gpu": 2}, nodes)
+    raw["methods"][0]["resources"] = {"gpu": -1}
+    from defectbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'resources' must map resource names to amounts >= 0"):
+        parse_config(raw)
+
+
+def test_unreachable_address_fails_fast():
+    from defectbench.errors import DefectbenchError
+
+    t0 = time.perf_counter()
+    with pytest.raises(DefectbenchError, match="--ray 127.0.0.1:1: nothing answers there"):
+        check_reachable("127.0.0.1:1")
+    assert time.perf_counter() - t0 < 10
+    check_reachable("auto")  # resolved by Ray itself
+
+
+def test_artifacts_folder_holds_job_files(tmp_path, small, cluster):
+    cfg = load_config(write_config(tmp_path / "c.yaml", small["dataset"], {"good": small["good"]}))
+    summary = run_experiment(cfg, tmp_path / "runs", progress=False,
+                             backend=_backend(cluster, artifacts=tmp_path / "shared"))
+    assert summary.done == ["syn-test/good/seed0"]
+    job_dir = tmp_path / "shared" / "synth" / "syn-test/good/seed0"
+    assert (job_dir / "metrics.csv").is_file() and not (tmp_path / "runs/synth/syn-test/good/seed0").exists()
+    run_dir = _query(tmp_path / "runs/synth/results.sqlite", "SELECT run_dir FROM jobs")[0][0]
+    assert Path(run_dir) == job_dir.resolve()
+
+
+def slow_compute(job, ctx, meta) -> JobOutcome:
+    """compute_job after a pause long enough to kill the worker mid-job (the pause uses no CPU)."""
+    time.sleep(3)
+    return compute_job(job, ctx, meta)
+
+
+def test_worker_killed_mid_job_is_retried_and_recorded_once(tmp_path, small, cluster):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import tests/
+    cfg = load_config(write_config(tmp_path / "c.yaml", small["dataset"], {"good": small["good"]}))
+    assert run_experiment(cfg, tmp_path / "ref", progress=False).done == ["syn-test/good/seed0"]
+    exp = tmp_path / "runs" / "synth"
+    result: dict = {}
+    driver = threading.Thread(target=lambda: result.update(s=run_experiment(
+        cfg, tmp_path / "runs", progress=False, backend=_backend(cluster, compute=slow_compute))))
+    driver.start()
+    victim, deadline = None, time.monotonic() + 60
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if (exp / "results.sqlite").exists():
+            st = experiment_status(exp)
+            running = [j for j in st.jobs if st.states[j.job_id] == "running"]
+            if running and running[0].pid and running[0].pid != os.getpid():
+                victim = running[0]
+    assert victim is not None, "the job never showed as running"
+    shown = subprocess.run([*CLI, "status", str(exp)], capture_output=True, text=True, timeout=60)
+    assert "running" in shown.stdout and f"pid {victim.pid}" in shown.stdout and "a runner is active" in shown.stdout
+    os.kill(victim.pid, signal.SIGKILL)
+    driver.join(120)
+    assert not driver.is_alive() and result["s"].done == ["syn-test/good/seed0"]
+    db = exp / "results.sqlite"
+    assert _query(db, "SELECT status, attempts, error FROM jobs") == [("done", 2, None)]
+    assert _query(db, "SELECT pid FROM jobs")[0][0] != victim.pid  # recorded from the retry
+    got, want = _query(db, ROWS), _query(tmp_path / "ref/synth/results.sqlite", ROWS)
+    assert len(got) == 14 and got == want
+
+
+def test_driver_killed_mid_run_then_resumed(tmp_path, cluster):
+    ds = make_dataset(tmp_path / "ds", 10, 50, 0, size=128)
+    maps = {f"m{i}": make_maps(ds, tmp_path / "maps" / f"m{i}", ("good", "poor")[i % 2], seed=i) for i in range(8)}
+    cfg = write_config(tmp_path / "c.yaml", ds, maps, experiment="killme")
+    ref = run_experiment(load_config(cfg), tmp_path / "ref", progress=False)
+    assert len(ref.done) == 8
+    runs = tmp_path / "runs"
+    db = runs / "killme" / "results.sqlite"
+    command = [*CLI, "run", str(cfg), "--runs-dir", str(runs), "--ray", cluster]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    done, deadline = 0, time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "the run finished before it could be killed: " + proc.stdout.read().decode()
+            if db.exists():
+                try:
+                    done = _query(db, "SELECT COUNT(*) FROM jobs WHERE status = 'done'")[0][0]
+                except sqlite3.OperationalError:
+                    done = 0
+                if done >= 2:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None and done < 2:
+            proc.kill()
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    assert _query(db, "PRAGMA integrity_check") == [("ok",)]
+    finished = {j for j, s in _query(db, "SELECT job_id, status FROM jobs") if s == "done"}
+    assert 2 <= len(finished) < 8
+    per_job = dict(_query(db, "SELECT job_id, COUNT(*) FROM images GROUP BY job_id"))
+    assert set(per_job) == finished and all(n == 60 for n in per_job.values())
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{8 - len(finished)} done now, {len(finished)} already done" in resumed.stdout
+    got, want = _query(db, ROWS), _query(tmp_path / "ref" / "killme" / "results.sqlite", ROWS)
+    assert len(got) == len(want) == 8 * 60 and len({(r[0], r[1]) for r in got}) == len(got)
+    assert got == want
+    assert {s for _, s in _query(db, "SELECT job_id, status FROM jobs")} == {"done"}
