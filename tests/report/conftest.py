@@ -68,7 +68,7 @@ def experiment(tmp_path_factory) -> dict:
     assert len(summary.done) == 4 and list(summary.skipped) == ["syn-test/sam-auto/seed0"], summary.failed
     exp = root / "runs" / "rep"
     with ResultsStore(exp / "results.sqlite") as store:
-        store.put_speed(SpeedRecord("speed/sod-cpd", "net", "cpd", "forward", "cpu", "Test CPU (2 cores)", 352, 29.23,
+        store.put_speed(SpeedRecord("speed/sod-cpd_vgg", "net", "cpd_vgg", "forward", "cpu", "Test CPU (2 cores)", 352, 29.23,
                                     116.9, 3.5, 4, 1.2, 0.0))
         store.put_speed(SpeedRecord("speed/sam-vit_h", "sam-vit_h", "vit_h", "encoder", "cpu", "Test CPU (2 cores)",
                                     1024, 641.1, 2564.4, 0.02, 1, 50.0, 0.0))

@@ -201,7 +201,7 @@ def _maps_dir(job: JobRecord, experiment_dir: Path) -> Path | None:
 
 def load_results(experiment_dir: str | Path) -> ExperimentResults:
     """Read an experiment's store and aggregate every finished job."""
-    from defectbench.bench.lock import runner_active
+    from defectbench.locks import runner_active
     from defectbench.bench.status import effective_state
 
     exp = Path(experiment_dir)

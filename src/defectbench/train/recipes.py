@@ -5,6 +5,8 @@
 * ``f3net`` -- F3Net (Wei et al. 2020): SGD, momentum 0.9, weight decay 5e-4, lr 0.05 for the decoder and
   0.005 for the backbone, triangular warm-up / linear decay over the whole run.
 * ``litenet`` -- ours: AdamW, lr 1e-3, weight decay 1e-4, 2 warm-up epochs then cosine decay.
+* the baselines of issues 10 and 11 (``cpd_vgg``, ``edn``, ``corrnet``, ``dacnet``, ``csepnet``, ``icon``, ``vst``,
+  ``scrn``, ``minet``, ``gcpanet``, ``c2fnet``): their official training scripts, noted where ours differ.
 """
 
 from __future__ import annotations
@@ -18,6 +20,22 @@ RECIPES: dict[str, dict[str, Any]] = {
     "f3net": dict(optimizer="sgd", lr=0.05, backbone_lr_mult=0.1, momentum=0.9, weight_decay=5e-4,
                   schedule="triangle", warmup_epochs=0.0),
     "litenet": dict(optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", warmup_epochs=2.0),
+    "cpd_vgg": dict(optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="step", step_epochs=50, warmup_epochs=0.0,
+                    grad_clip_value=0.5),
+    # EDN: Adam betas (0.9, 0.99) officially (ours 0.999); poly 0.9 per iteration after a 200-iteration warm-up
+    "edn": dict(optimizer="adam", lr=5e-5, weight_decay=1e-4, schedule="poly", warmup_epochs=0.15, min_lr_ratio=0.0),
+    "corrnet": dict(optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="step", step_epochs=30, warmup_epochs=0.0,
+                    grad_clip_value=0.5),
+    "dacnet": dict(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant", warmup_epochs=0.0),
+    # CSEPNet: officially no weight decay on biases/BN and poly 0.9 stepped per epoch
+    "csepnet": dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4, schedule="poly", warmup_epochs=0.0,
+                    min_lr_ratio=0.0),
+    # ICON-V: F3Net's triangle schedule, SGD (officially Nesterov; ours plain momentum), 60 epochs, batch 8, 352
+    "icon": dict(optimizer="sgd", lr=0.05, backbone_lr_mult=0.1, momentum=0.9, weight_decay=2e-5, schedule="triangle",
+                 warmup_epochs=0.0),
+    # VST: Adam, x0.1 at 50 % and 75 % of 60k iterations officially; one step at 32 of ~63 epochs here
+    "vst": dict(optimizer="adam", lr=1e-4, backbone_lr_mult=0.1, weight_decay=0.0, schedule="step", step_epochs=32,
+                warmup_epochs=0.0),
 }
 
 

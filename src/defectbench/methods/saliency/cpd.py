@@ -1,7 +1,7 @@
-"""CPD-R (Wu, Su & Huang, CVPR 2019): cascaded partial decoder on a two-branch ResNet-50.
+"""CPD (Wu, Su & Huang, CVPR 2019): cascaded partial decoder, ResNet-50 (CPD-R, ``cpd``) and VGG-16 (``cpd_vgg``).
 
-Architecture as in the paper and its official code (github.com/wuzhe71/CPD, ``CPD_ResNet_models.py``),
-written anew:
+Architecture as in the paper and its official code (github.com/wuzhe71/CPD, ``CPD_ResNet_models.py`` and
+``CPD_models.py``), written anew. CPD-R:
 
 * ResNet-50 stem, ``layer1`` and ``layer2`` shared; ``layer3``/``layer4`` duplicated into an attention
   branch and a detection branch (both initialised from the same ImageNet weights);
@@ -13,6 +13,16 @@ written anew:
 
 Train mode returns ``[detection, attention]`` logits (bilinear, ``align_corners=True``, to input size);
 eval mode returns the detection map (what the official test script saves). Default loss: BCE on both.
+
+CPD's VGG-16 variant (``cpd_vgg``, 29,232,771 parameters as the official ``CPD_VGG``; Table 7 of Song et al.
+gives CPD 29.2 M, i.e. this variant) differs in:
+
+* backbone: VGG-16 with *average* pooling at the front of stages 2-5, conv1-conv3 shared and conv4/conv5
+  duplicated into the attention and detection branches (both from the same ImageNet weights);
+* the RFB modules and partial decoders read conv3_3 (1/4), conv4_3 (1/8) and conv5_3 (1/16); their convs have
+  biases and no BatchNorm (weights initialised ``N(0, 0.01)``, biases 0), and the maps come out at 1/4,
+  upsampled x4 (bilinear, ``align_corners=False``);
+* holistic attention weights the conv3_3 feature that enters the detection branch.
 """
 
 from __future__ import annotations
@@ -20,11 +30,12 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from defectbench.methods.saliency.backbones import build_resnet
 from defectbench.methods.saliency.registry import register_model
+from defectbench.methods.saliency.vgg import build_vgg16
 
 
 def _up2(x: torch.Tensor) -> torch.Tensor:
@@ -44,27 +55,45 @@ class ConvBN(nn.Module):
         return self.bn(self.conv(x))
 
 
-def _rfb_branch(cin: int, cout: int, k: int) -> nn.Sequential:
+def _conv(cin: int, cout: int, kernel_size: int | tuple[int, int], padding: int | tuple[int, int] = 0,
+          dilation: int = 1, batch_norm: bool = True) -> nn.Module:
+    """CPD-R's conv + BN (no bias), or CPD-VGG's plain conv with bias."""
+    if batch_norm:
+        return ConvBN(cin, cout, kernel_size, padding=padding, dilation=dilation)
+    return nn.Conv2d(cin, cout, kernel_size, padding=padding, dilation=dilation)
+
+
+def _rfb_branch(cin: int, cout: int, k: int, batch_norm: bool = True) -> nn.Sequential:
     """1 x 1 reduction, 1 x k and k x 1 convs, then a 3 x 3 conv dilated by k."""
     return nn.Sequential(
-        ConvBN(cin, cout, 1),
-        ConvBN(cout, cout, (1, k), padding=(0, k // 2)),
-        ConvBN(cout, cout, (k, 1), padding=(k // 2, 0)),
-        ConvBN(cout, cout, 3, padding=k, dilation=k),
+        _conv(cin, cout, 1, batch_norm=batch_norm),
+        _conv(cout, cout, (1, k), padding=(0, k // 2), batch_norm=batch_norm),
+        _conv(cout, cout, (k, 1), padding=(k // 2, 0), batch_norm=batch_norm),
+        _conv(cout, cout, 3, padding=k, dilation=k, batch_norm=batch_norm),
     )
+
+
+def _init_plain_convs(module: nn.Module) -> None:
+    """CPD-VGG's initialisation of its RFB and decoder convs: weights ``N(0, 0.01)``, biases 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
 
 
 class RFB(nn.Module):
     """RFB-like multi-scale module: four branches (1 x 1; k = 3, 5, 7), fused, plus a 1 x 1 shortcut."""
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, batch_norm: bool = True):
         super().__init__()
-        self.branch0 = nn.Sequential(ConvBN(cin, cout, 1))
-        self.branch1 = _rfb_branch(cin, cout, 3)
-        self.branch2 = _rfb_branch(cin, cout, 5)
-        self.branch3 = _rfb_branch(cin, cout, 7)
-        self.conv_cat = ConvBN(4 * cout, cout, 3, padding=1)
-        self.conv_res = ConvBN(cin, cout, 1)
+        self.branch0 = nn.Sequential(_conv(cin, cout, 1, batch_norm=batch_norm))
+        self.branch1 = _rfb_branch(cin, cout, 3, batch_norm)
+        self.branch2 = _rfb_branch(cin, cout, 5, batch_norm)
+        self.branch3 = _rfb_branch(cin, cout, 7, batch_norm)
+        self.conv_cat = _conv(4 * cout, cout, 3, padding=1, batch_norm=batch_norm)
+        self.conv_res = _conv(cin, cout, 1, batch_norm=batch_norm)
+        if not batch_norm:
+            _init_plain_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``relu(conv_cat([b0, b1, b2, b3]) + conv_res(x))``."""
@@ -73,20 +102,22 @@ class RFB(nn.Module):
 
 
 class PartialDecoder(nn.Module):
-    """CPD's dense aggregation of three feature levels (1/32, 1/16, 1/8) into a 1/8-resolution logit map."""
+    """CPD's dense aggregation of three feature levels (1/32, 1/16, 1/8 for CPD-R) into a logit map at the finest."""
 
-    def __init__(self, channel: int):
+    def __init__(self, channel: int, batch_norm: bool = True):
         super().__init__()
-        c = channel
-        self.conv_upsample1 = ConvBN(c, c, 3, padding=1)
-        self.conv_upsample2 = ConvBN(c, c, 3, padding=1)
-        self.conv_upsample3 = ConvBN(c, c, 3, padding=1)
-        self.conv_upsample4 = ConvBN(c, c, 3, padding=1)
-        self.conv_upsample5 = ConvBN(2 * c, 2 * c, 3, padding=1)
-        self.conv_concat2 = ConvBN(2 * c, 2 * c, 3, padding=1)
-        self.conv_concat3 = ConvBN(3 * c, 3 * c, 3, padding=1)
-        self.conv4 = ConvBN(3 * c, 3 * c, 3, padding=1)
+        c, bn = channel, batch_norm
+        self.conv_upsample1 = _conv(c, c, 3, padding=1, batch_norm=bn)
+        self.conv_upsample2 = _conv(c, c, 3, padding=1, batch_norm=bn)
+        self.conv_upsample3 = _conv(c, c, 3, padding=1, batch_norm=bn)
+        self.conv_upsample4 = _conv(c, c, 3, padding=1, batch_norm=bn)
+        self.conv_upsample5 = _conv(2 * c, 2 * c, 3, padding=1, batch_norm=bn)
+        self.conv_concat2 = _conv(2 * c, 2 * c, 3, padding=1, batch_norm=bn)
+        self.conv_concat3 = _conv(3 * c, 3 * c, 3, padding=1, batch_norm=bn)
+        self.conv4 = _conv(3 * c, 3 * c, 3, padding=1, batch_norm=bn)
         self.conv5 = nn.Conv2d(3 * c, 1, kernel_size=1)
+        if not batch_norm:
+            _init_plain_convs(self)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor) -> torch.Tensor:
         """Aggregate the deepest ``x1``, middle ``x2`` and shallowest ``x3`` features."""
@@ -178,7 +209,68 @@ class CPD(nn.Module):
         return [detection, attention]
 
 
+class TwoBranchVGG16(nn.Module):
+    """CPD's VGG-16: average-pooled stages, conv1-conv3 shared, conv4/conv5 in two copies (no classifier)."""
+
+    def __init__(self, pretrained: bool = True, backbone_weights: str | None = None):
+        super().__init__()
+        convs = [m for m in build_vgg16(pretrained=pretrained, weights_path=backbone_weights).features if isinstance(m, nn.Conv2d)]
+
+        def stage(first: int, last: int, pool: bool = True) -> nn.Sequential:
+            layers: list[nn.Module] = [nn.AvgPool2d(2, stride=2)] if pool else []
+            for conv in convs[first:last]:
+                layers += [conv, nn.ReLU(inplace=True)]
+            return nn.Sequential(*layers)
+
+        self.conv1, self.conv2, self.conv3 = stage(0, 2, pool=False), stage(2, 4), stage(4, 7)
+        self.conv4_1, self.conv5_1 = stage(7, 10), stage(10, 13)
+        self.conv4_2, self.conv5_2 = copy.deepcopy(self.conv4_1), copy.deepcopy(self.conv5_1)
+
+    def shared(self, x: torch.Tensor) -> torch.Tensor:
+        """conv1-conv3: the 1/4-resolution, 256-channel conv3_3 feature both branches start from."""
+        return self.conv3(self.conv2(self.conv1(x)))
+
+
+class CPDVGG(nn.Module):
+    """CPD's VGG-16 variant: two-branch VGG-16, plain-conv RFB modules and partial decoders, holistic attention."""
+
+    default_loss = "bce"
+
+    def __init__(self, pretrained: bool = True, backbone_weights: str | None = None, channel: int = 32):
+        super().__init__()
+        self.vgg = TwoBranchVGG16(pretrained, backbone_weights)
+        self.rfb3_1, self.rfb4_1, self.rfb5_1 = (RFB(c, channel, batch_norm=False) for c in (256, 512, 512))
+        self.agg1 = PartialDecoder(channel, batch_norm=False)
+        self.rfb3_2, self.rfb4_2, self.rfb5_2 = (RFB(c, channel, batch_norm=False) for c in (256, 512, 512))
+        self.agg2 = PartialDecoder(channel, batch_norm=False)
+        self.HA = HolisticAttention()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """Train: ``[detection, attention]`` logits; eval: the detection logits (both at input size)."""
+        size = x.shape[2:]
+        x3 = self.vgg.shared(x)
+        x4_1 = self.vgg.conv4_1(x3)
+        x5_1 = self.vgg.conv5_1(x4_1)
+        attention = self.agg1(self.rfb5_1(x5_1), self.rfb4_1(x4_1), self.rfb3_1(x3))
+
+        x3_2 = self.HA(attention.sigmoid(), x3)
+        x4_2 = self.vgg.conv4_2(x3_2)
+        x5_2 = self.vgg.conv5_2(x4_2)
+        detection = self.agg2(self.rfb5_2(x5_2), self.rfb4_2(x4_2), self.rfb3_2(x3_2))
+
+        detection = F.interpolate(detection, size=size, mode="bilinear", align_corners=False)
+        if not self.training:
+            return detection
+        return [detection, F.interpolate(attention, size=size, mode="bilinear", align_corners=False)]
+
+
 @register_model("cpd")
 def cpd(pretrained: bool = True, backbone_weights: str | None = None) -> CPD:
     """CPD-R, the ResNet-50 cascaded partial decoder (Wu et al., CVPR 2019)."""
     return CPD(pretrained=pretrained, backbone_weights=backbone_weights)
+
+
+@register_model("cpd_vgg")
+def cpd_vgg(pretrained: bool = True, backbone_weights: str | None = None, **kwargs) -> CPDVGG:
+    """CPD with its VGG-16 backbone (Wu et al., CVPR 2019), the variant of Table 7; ``channel`` narrows it for tests."""
+    return CPDVGG(pretrained=pretrained, backbone_weights=backbone_weights, **kwargs)
