@@ -36,6 +36,22 @@ RECIPES: dict[str, dict[str, Any]] = {
     # VST: Adam, x0.1 at 50 % and 75 % of 60k iterations officially; one step at 32 of ~63 epochs here
     "vst": dict(optimizer="adam", lr=1e-4, backbone_lr_mult=0.1, weight_decay=0.0, schedule="step", step_epochs=32,
                 warmup_epochs=0.0),
+    # SCRN: SGD lr 2e-3, x0.1 every 20 epochs (officially also multi-scale 0.75/1/1.25 per batch: not here)
+    "scrn": dict(optimizer="sgd", lr=2e-3, momentum=0.9, weight_decay=5e-4, schedule="step", step_epochs=20,
+                 warmup_epochs=0.0, aug_flip=False, aug_rot90=False, aug_crop_prob=0.0, aug_brightness=0.0,
+                 aug_contrast=0.0),
+    # MINet: SGD lr 1e-3, poly 0.9 (officially no decay on biases/BN and +-10 degree rotation: not here)
+    "minet": dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4, schedule="poly", min_lr_ratio=0.0,
+                  warmup_epochs=0.0, aug_flip=True, aug_rot90=False, aug_crop_prob=0.0, aug_brightness=0.1,
+                  aug_contrast=0.1),
+    # GCPANet: triangular lr 1e-3 -> 0.1 -> 1e-3, backbone x0.1 (officially Nesterov; 288 crops of 320 ~ scale 0.81)
+    "gcpanet": dict(optimizer="sgd", lr=0.1, backbone_lr_mult=0.1, momentum=0.9, weight_decay=5e-4,
+                    schedule="triangle", warmup_epochs=0.0, aug_flip=True, aug_rot90=False, aug_crop_prob=1.0,
+                    aug_crop_scale=(0.81, 0.81), aug_brightness=0.0, aug_contrast=0.0),
+    # C2FNet: AdaX officially (AdamW here), lr 1e-4, poly 0.9, gradients clamped to 0.5 (multi-scale: not here)
+    "c2fnet": dict(optimizer="adamw", lr=1e-4, weight_decay=5e-4, schedule="poly", min_lr_ratio=0.0,
+                   warmup_epochs=0.0, grad_clip_value=0.5, aug_flip=False, aug_rot90=False, aug_crop_prob=0.0,
+                   aug_brightness=0.0, aug_contrast=0.0),
 }
 
 
