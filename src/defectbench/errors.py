@@ -17,3 +17,7 @@ class CheckpointError(DefectbenchError):
 
 class ConfigError(DefectbenchError):
     """An experiment configuration is invalid."""
+
+
+class ExportError(DefectbenchError):
+    """A model cannot be exported, or an exported model file is missing, foreign or does not fit the request."""

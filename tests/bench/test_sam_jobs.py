@@ -20,15 +20,15 @@ AMG = {"points_per_side": 2, "pred_iou_thresh": 0.0, "stability_score_thresh": 0
 def tiny_sam_file(tmp_path):
     """Register a tiny SAM (``tiny_job_sam``) and write random weights as its checkpoint file."""
     from defectbench.methods.sam.checkpoints import save_random_checkpoint
-    from defectbench.methods.sam.registry import ModelSpec, register_model, unregister_model
+    from defectbench.methods.sam.registry import ModelSpec, add_sam_model, remove_sam_model
 
 
-    register_model(ModelSpec("tiny_job_sam", "sam", "tiny SAM", "tiny_job_sam.pth", "(test only)", None, None, 0.0,
+    add_sam_model(ModelSpec("tiny_job_sam", "sam", "tiny SAM", "tiny_job_sam.pth", "(test only)", None, None, 0.0,
                             partial(build_tiny_sam, 2)))
     try:
         yield save_random_checkpoint("tiny_job_sam", tmp_path / "ck" / "tiny_job_sam.pth")
     finally:
-        unregister_model("tiny_job_sam")
+        remove_sam_model("tiny_job_sam")
 
 
 def test_sam_jobs_oracle_and_gt_free(tmp_path, tiny_sam_file, monkeypatch):

@@ -61,13 +61,13 @@ def test_speed_cli_litenet_json_and_store(tmp_path, capsys):
 @pytest.fixture
 def tiny_sam():
     """A reduced SAM architecture (official modules, tiny widths) registered under a test name."""
-    from defectbench.methods.sam.registry import ModelSpec, register_model, unregister_model
+    from defectbench.methods.sam.registry import ModelSpec, add_sam_model, remove_sam_model
 
 
-    register_model(ModelSpec("tiny_test_sam", "sam", "tiny test SAM", "tiny.pth", "(test only)", None, None, 0.0,
+    add_sam_model(ModelSpec("tiny_test_sam", "sam", "tiny test SAM", "tiny.pth", "(test only)", None, None, 0.0,
                             partial(build_tiny_sam, 1)))
     yield "tiny_test_sam"
-    unregister_model("tiny_test_sam")
+    remove_sam_model("tiny_test_sam")
 
 
 def test_sam_speed_encoder_and_amg(tiny_sam):

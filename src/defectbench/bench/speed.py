@@ -110,8 +110,10 @@ def measure_saliency(model: str, device: str = "cpu", image_size: int = 352, max
     """Measure a registered saliency model: parameters, MB, FPS at batch 1 on ``device``."""
     import torch
 
+    from defectbench.methods.saliency.registry import check_input_size
     from defectbench.runtime import device_description
 
+    check_input_size(model, image_size)  # a size the model cannot take is one clear line, before building it
     net = build_random_saliency(model, model_kwargs).to(device).eval()
     x = torch.randn(1, 3, image_size, image_size, device=device)
 

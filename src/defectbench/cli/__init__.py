@@ -14,7 +14,7 @@ import sys
 from defectbench import __version__
 from defectbench.errors import DefectbenchError
 
-VERB_MODULES = ("data", "eval", "sam", "train", "bench", "report")
+VERB_MODULES = ("data", "eval", "sam", "train", "bench", "report", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = sub.add_parser("predict", help="write 8-bit saliency maps (one PNG per image, image's own size)")
     src = q.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint written by `defectbench train` (best.pt or last.pt)")
+    src.add_argument("--checkpoint", help="checkpoint (best.pt) or a file written by `defectbench export` (.onnx, .xml)")
     src.add_argument("--weights", help="weights shipped in the package: sd900 or mt (needs --model)")
     q.add_argument("--model", default=None, help="model name (required with --weights; checked against --checkpoint)")
     inp = q.add_mutually_exclusive_group(required=True)
@@ -68,6 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--split", default="test", help="split of --dataset (default test)")
     q.add_argument("--out", required=True, help="folder for the maps")
     q.add_argument("--batch", type=positive_int, default=8, help="images per forward pass (default 8)")
+    q.add_argument("--engine", default="torch", choices=("torch", "onnxruntime", "openvino"),
+                   help="torch, or an exported model on onnxruntime/openvino (a .pt is exported once and cached)")
+    q.add_argument("--size", type=positive_int, default=None,
+                   help="input size (default: the checkpoint's or exported file's)")
     q.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
     q.add_argument("--into-existing", action="store_true",
                    help="write maps into a folder that holds other files (never over a file this command did not write)")
@@ -76,12 +80,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_root(q)
     add_device(q)
     q.set_defaults(func=run_predict)
-
-    e = sub.add_parser("export", help="write a deployable weights file (fp16, no training state) from a checkpoint")
-    e.add_argument("--checkpoint", required=True, help="checkpoint written by `defectbench train` (best.pt)")
-    e.add_argument("--out", required=True, help="file to write, e.g. src/defectbench/weights/litenet_sd900.pt")
-    e.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16, half the size)")
-    e.set_defaults(func=run_export)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -157,7 +155,6 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from defectbench.errors import DefectbenchError
     from defectbench.runtime import resolve_device
-    from defectbench.train import SaliencyPredictor
     from defectbench.train.predict import check_maps_folder, input_images, predict_paths
 
     if args.weights and not args.model:
@@ -171,20 +168,10 @@ def run_predict(args: argparse.Namespace) -> int:
     check_maps_folder(args.out, paths, args.into_existing)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    if args.weights:
-        predictor = SaliencyPredictor.from_shipped(args.model, args.weights, device=device, optimize=args.optimize)
-    else:
-        predictor = SaliencyPredictor.from_checkpoint(args.checkpoint, expected_model=args.model, device=device,
-                                                      optimize=args.optimize)
+    from defectbench.deploy import load_predictor
+
+    predictor = load_predictor(args.checkpoint, args.engine, model=args.model, weights=args.weights, size=args.size,
+                               threads=args.threads, device=device, optimize=args.optimize)
     written = predict_paths(predictor, paths, args.out, batch=args.batch, into_existing=args.into_existing)
     console.print(f"wrote {len(written)} maps to {args.out} ({predictor.name}, input size {predictor.size})", highlight=False)
-    return 0
-
-
-def run_export(args: argparse.Namespace) -> int:
-    """Export a checkpoint's weights."""
-    from defectbench.train.checkpoint import export_weights
-
-    path = export_weights(args.checkpoint, args.out, half=not args.fp32)
-    console.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, {'fp32' if args.fp32 else 'fp16'})", highlight=False)
     return 0

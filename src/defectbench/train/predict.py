@@ -199,7 +199,7 @@ def predict_folder(predictor: SaliencyPredictor | str | Path, input_dir: str | P
     """
     paths = input_images(input_dir, ids)
     check_maps_folder(out_dir, paths, into_existing)  # before a model is loaded
-    if not isinstance(predictor, SaliencyPredictor):
+    if isinstance(predictor, (str, Path)):
         predictor = SaliencyPredictor.from_checkpoint(predictor)
     return predict_paths(predictor, paths, out_dir, batch=batch, progress=progress, overwrite=overwrite,
                          into_existing=into_existing)

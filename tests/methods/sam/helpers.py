@@ -98,7 +98,7 @@ def register_tiny(name: str = "test_tiny", img_size: int = 128, seed: int = 0, s
         url="(test model)", size=None, sha256=None, params_m=0.0,
         build=lambda: tiny_sam(img_size=img_size, seed=seed, sharpen=sharpen, shrink=shrink),
     )
-    return registry.register_model(spec)
+    return registry.add_sam_model(spec)
 
 
 def gt_derived_proposals(gt: np.ndarray, image: np.ndarray | None = None, seed: int = 0):

@@ -104,7 +104,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
 _ALIASES: dict[str, str] = {a: s.name for s in _SPECS for a in s.aliases}
 
 
-def register_model(spec: ModelSpec) -> ModelSpec:
+def add_sam_model(spec: ModelSpec) -> ModelSpec:
     """Add a model to the registry (used for reduced test architectures); a taken name is an error."""
     if spec.name in MODELS or spec.name in _ALIASES:
         raise ValueError(f"SAM model {spec.name!r} registered twice")
@@ -112,8 +112,8 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def unregister_model(name: str) -> None:
-    """Remove a model added with :func:`register_model` (tests)."""
+def remove_sam_model(name: str) -> None:
+    """Remove a model added with :func:`add_sam_model` (tests)."""
     MODELS.pop(name, None)
 
 

@@ -1,0 +1,159 @@
+"""Deployed litenet speed: batch-1 FPS on this CPU for PyTorch eager, PyTorch ``--optimize``, ONNX Runtime and OpenVINO.
+
+The shipped litenet weights (``--weights``, input size from the checkpoint) are exported in this run with
+:func:`defectbench.deploy.export_checkpoint` (static batch 1, fp32) to ONNX and to OpenVINO IR. Each engine is
+timed two ways, in rounds that alternate between the engines so that load from other processes hits all alike
+(the median round is reported):
+
+* network only: one fixed normalised ``1 x 3 x S x S`` input through the network (PyTorch under
+  ``torch.inference_mode``; ``--optimize`` = :func:`defectbench.train.predict.optimize_for_cpu`, traced, frozen,
+  channels-last; ONNX Runtime ``InferenceSession.run``; OpenVINO ``InferRequest.infer``);
+* end to end: a real SD-saliency-900 test image (200 x 200 gray) to its 8-bit map through the predictor's
+  ``predict`` (resize, normalise, network, upsample, sigmoid) and ``saliency_to_uint8``.
+
+Every engine uses ``--threads`` threads (default 2). Beside fp32 OpenVINO, a row for OpenVINO with its own
+default precision on this CPU (bf16 where the CPU has AMX / AVX512-BF16) is shown with how far its maps are from
+PyTorch's; it is not counted in the speed-up, which compares engines that give PyTorch's maps.
+
+    .venv/bin/python benchmarks/export_speed.py [--weights sd900] [--threads 2] [--rounds 7] [--iters 20]
+
+The last line is ``speedup: X`` = the best exported fp32 engine's network-only FPS / PyTorch eager's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def fps_rounds(runs: dict[str, Callable[[], object]], rounds: int, iters: int) -> dict[str, float]:
+    """Return the median over ``rounds`` of each callable's calls per second; rounds interleave the callables."""
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for fn in runs.values():
+        for _ in range(5):
+            fn()
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            rates[name].append(iters / (time.perf_counter() - t0))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def processor_name() -> str:
+    """Return the CPU model name (as ``lscpu`` shows it) and the number of cores."""
+    from defectbench.runtime import device_description
+
+    return device_description("cpu")
+
+
+def test_image(data_root: str | None) -> tuple[np.ndarray, str]:
+    """Return a real SD-saliency-900 test image (or a synthetic one when the dataset is absent) and its name."""
+    try:
+        from defectbench.data import load_dataset
+
+        sample = load_dataset("sd900", data_root).split("test")[0]
+        return sample.image(), f"SD-saliency-900 {sample.id}"
+    except Exception:  # noqa: BLE001 - any missing dataset: fall back to noise of the same size
+        return np.random.default_rng(0).integers(0, 256, (200, 200), dtype=np.uint8), "synthetic 200x200"
+
+
+def main() -> None:
+    """Export, measure and print the table and the speed-up line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="sd900", help="shipped litenet weights (sets the input size)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--data-root", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    import onnxruntime
+    import openvino
+
+    from defectbench.data.imageio import saliency_to_uint8
+    from defectbench.deploy import ExportedPredictor, export_checkpoint
+    from defectbench.train import SaliencyPredictor, shipped_weights_path
+    from defectbench.train.predict import prepare_batch
+
+    checkpoint = shipped_weights_path("litenet", args.weights)
+    eager = SaliencyPredictor.from_shipped("litenet", args.weights)
+    fast = SaliencyPredictor.from_shipped("litenet", args.weights, optimize=True)
+    size = eager.size
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        onnx_file = export_checkpoint(checkpoint, tmp, "onnx")
+        t_onnx = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ov_file = export_checkpoint(checkpoint, tmp, "openvino")
+        t_ov = time.perf_counter() - t0
+        predictors = {
+            "torch eager": eager,
+            "torch --optimize": fast,
+            "onnxruntime": ExportedPredictor(onnx_file, "onnxruntime", threads=args.threads),
+            "openvino": ExportedPredictor(ov_file, "openvino", threads=args.threads),
+            "openvino default precision": ExportedPredictor(ov_file, "openvino", threads=args.threads,
+                                                            precision=openvino.Core().get_property(
+                                                                "CPU", "INFERENCE_PRECISION_HINT").to_string()),
+        }
+        image, image_name = test_image(args.data_root)
+        x = prepare_batch([image], size, eager.mean, eager.std)
+        x_cl, x_np = x.contiguous(memory_format=torch.channels_last), x.numpy()
+
+        def torch_net(runner: Callable, inp: torch.Tensor) -> Callable[[], object]:
+            def run() -> object:
+                with torch.inference_mode():
+                    return runner(inp)
+            return run
+
+        def exported_net(predictor: ExportedPredictor) -> Callable[[], object]:
+            return lambda: predictor.logits(x_np)
+
+        def image_to_map(predictor: object) -> Callable[[], object]:
+            return lambda: saliency_to_uint8(predictor.predict(image))
+
+        network = {"torch eager": torch_net(eager.model, x), "torch --optimize": torch_net(fast._runner, x_cl)}
+        for name in ("onnxruntime", "openvino", "openvino default precision"):
+            network[name] = exported_net(predictors[name])
+        end_to_end = {name: image_to_map(p) for name, p in predictors.items()}
+        net_fps = fps_rounds(network, args.rounds, args.iters)
+        e2e_fps = fps_rounds(end_to_end, args.rounds, args.iters)
+        reference = eager.predict(image)
+        map_diff = {name: float(np.abs(p.predict(image) - reference).max()) for name, p in predictors.items()}
+        precision = predictors["openvino default precision"].network.compiled.get_property("INFERENCE_PRECISION_HINT")
+        precision = precision.to_string() if hasattr(precision, "to_string") else str(precision)
+
+    print(f"CPU: {processor_name()}, {platform.machine()}; {args.threads} threads; litenet (shipped {args.weights!r}) "
+          f"input {size}x{size}; end to end on {image_name} ({image.shape[1]}x{image.shape[0]}) -> 8-bit map; "
+          f"median of {args.rounds} interleaved rounds x {args.iters} calls")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"load average during the run (1, 5, 15 min): {load} on {os.cpu_count()} cores")
+    print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}; "
+          f"export took {t_onnx:.1f} s (ONNX), {t_ov:.1f} s (OpenVINO IR), each checked against PyTorch")
+    print(f"{'engine':30s} {'network FPS':>11s} {'ms':>7s} {'end-to-end FPS':>14s} {'ms':>7s} {'max |map - eager|':>17s}")
+    for name in predictors:
+        label = f"{name} ({precision})" if name == "openvino default precision" else name
+        print(f"{label:30s} {net_fps[name]:11.1f} {1000 / net_fps[name]:7.2f} {e2e_fps[name]:14.1f} "
+              f"{1000 / e2e_fps[name]:7.2f} {map_diff[name]:17.2e}")
+    exported = ("onnxruntime", "openvino")
+    best = max(exported, key=lambda n: net_fps[n])
+    opt = net_fps["torch --optimize"]
+    verdict = "beats" if net_fps[best] > opt else "does NOT beat"
+    print(f"best exported fp32 engine: {best}, which {verdict} torch --optimize ({net_fps[best]:.1f} vs {opt:.1f} "
+          f"network FPS; end to end {e2e_fps[best]:.1f} vs {e2e_fps['torch --optimize']:.1f})")
+    print(f"end-to-end speedup over torch eager: {e2e_fps[best] / e2e_fps['torch eager']:.2f}")
+    print(f"speedup: {net_fps[best] / net_fps['torch eager']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
