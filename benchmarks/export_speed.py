@@ -6,7 +6,7 @@ timed two ways, in rounds that alternate between the engines so that load from o
 (the median round is reported):
 
 * network only: one fixed normalised ``1 x 3 x S x S`` input through the network (PyTorch under
-  ``torch.inference_mode``; ``--optimize`` = :func:`defectbench.train.predict.optimize_for_cpu`, traced, frozen,
+  ``torch.inference_mode``; ``--optimize`` = :func:`defectbench.methods.saliency.predictor.optimize_for_cpu`, traced, frozen,
   channels-last; ONNX Runtime ``InferenceSession.run``; OpenVINO ``InferRequest.infer``);
 * end to end: a real SD-saliency-900 test image (200 x 200 gray) to its 8-bit map through the predictor's
   ``predict`` (resize, normalise, network, upsample, sigmoid) and ``saliency_to_uint8``.
@@ -83,8 +83,9 @@ def main() -> None:
 
     from defectbench.data.imageio import saliency_to_uint8
     from defectbench.deploy import ExportedPredictor, export_checkpoint
-    from defectbench.train import SaliencyPredictor, shipped_weights_path
-    from defectbench.train.predict import prepare_batch
+    from defectbench.methods.saliency.checkpoint import shipped_weights_path
+    from defectbench.methods.saliency.predictor import SaliencyPredictor
+    from defectbench.methods.saliency.predictor import prepare_batch
 
     checkpoint = shipped_weights_path("litenet", args.weights)
     eager = SaliencyPredictor.from_shipped("litenet", args.weights)

@@ -3,7 +3,7 @@
 Every model runs in eval mode under ``torch.inference_mode`` with the same thread count (default 2) on a fixed
 ``1 x 3 x S x S`` input (litenet at the input size stored with its shipped weights, EDRNet at 224), both as
 eager PyTorch and as ``--optimize`` (traced, frozen, BatchNorm folded, channels-last:
-:func:`defectbench.train.predict.optimize_for_cpu`). Timing rounds alternate between the models so that load
+:func:`defectbench.methods.saliency.predictor.optimize_for_cpu`). Timing rounds alternate between the models so that load
 from other processes hits all alike; the median round is reported. Also printed: parameters, fp32 size, and
 the end-to-end rate of ``SaliencyPredictor.predict`` on a 200 x 200 grayscale image (resize, network, upsample).
 
@@ -52,9 +52,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from defectbench.methods.saliency import create_model
-    from defectbench.train import SaliencyPredictor
-    from defectbench.train.checkpoint import read_checkpoint, shipped_weights_path
-    from defectbench.train.predict import optimize_for_cpu
+    from defectbench.methods.saliency.predictor import SaliencyPredictor
+    from defectbench.methods.saliency.checkpoint import read_checkpoint, shipped_weights_path
+    from defectbench.methods.saliency.predictor import optimize_for_cpu
     from defectbench.bench.speed import count_parameters, state_dict_mb
 
     lite = SaliencyPredictor.from_shipped("litenet", args.weights)

@@ -24,7 +24,7 @@ def load_weights_only(path: str | os.PathLike, what: str = "checkpoint", mmap: b
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        if "unsupported global" in str(exc).lower():  # a class or function the weights-only unpickler refuses
             raise CheckpointError(
                 f"{path}: refused as unsafe: this {what} holds pickled Python objects beyond tensors, which could run "
                 "code when loaded; save a state dict (model.state_dict()) instead") from None

@@ -38,7 +38,7 @@ def litenet_exports(tmp_path_factory, engines_installed) -> dict[str, Path]:
     import torch
 
     from defectbench.deploy.export import export_checkpoint, onnx_to_openvino
-    from defectbench.train import shipped_weights_path
+    from defectbench.methods.saliency.checkpoint import shipped_weights_path
 
     torch.set_num_threads(2)
     out = tmp_path_factory.mktemp("exports")

@@ -38,7 +38,7 @@ def test_export_shipped_weights_to_openvino_at_another_size(tmp_path, engines_in
 
 
 def test_export_pt_weights_and_errors(tmp_path) -> None:
-    from defectbench.train import load_trained
+    from defectbench.methods.saliency.checkpoint import load_trained
 
     assert run(["--model", "litenet", "--weights", "mt", "--format", "pt", "--fp32", "--out", str(tmp_path / "w.pt")]) == 0
     _, info = load_trained(tmp_path / "w.pt", expected_model="litenet")

@@ -13,8 +13,8 @@ import torch
 from defectbench.deploy import ExportedPredictor, export_checkpoint, load_predictor, read_metadata
 from defectbench.deploy.export import METADATA_KEY, check_size
 from defectbench.errors import CheckpointError, DefectbenchError
-from defectbench.train import shipped_weights_path
-from defectbench.train.checkpoint import read_checkpoint, save_checkpoint
+from defectbench.methods.saliency.checkpoint import shipped_weights_path
+from defectbench.methods.saliency.checkpoint import read_checkpoint, save_checkpoint
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:

@@ -16,8 +16,8 @@ import torch
 
 from defectbench.data import load_dataset
 from defectbench.deploy import ExportedPredictor, load_predictor, read_metadata
-from defectbench.train import SaliencyPredictor
-from defectbench.train.predict import prepare_batch
+from defectbench.methods.saliency.predictor import SaliencyPredictor
+from defectbench.methods.saliency.predictor import prepare_batch
 
 # one image per class, from both ends of the test split
 IDS = ["In_61", "Pa_200", "Sc_261", "Sc_300"]

@@ -31,7 +31,7 @@ def test_registered_model_exports_and_matches(name, tmp_path, engines_installed)
     import onnxruntime as ort
 
     from defectbench.deploy.export import export_model, read_metadata
-    from defectbench.train.checkpoint import build_model
+    from defectbench.methods.saliency.checkpoint import build_model
 
     torch.manual_seed(0)
     torch.set_num_threads(2)

@@ -13,7 +13,7 @@ import torch
 
 import pytest
 
-from tests.gpu.common import DEVICE, ON_GPU, record_timing, sd900_root
+from tests.gpu.common import DEVICE, record_timing, sd900_root
 
 pytestmark = pytest.mark.gpu
 
@@ -32,7 +32,8 @@ def _cli(root, out) -> list[str]:  # noqa: ANN001
 
 def test_killed_run_resumes_and_its_checkpoint_predicts(tmp_path) -> None:
     from defectbench.data import load_dataset
-    from defectbench.train import SaliencyPredictor, TrainConfig, train_model
+    from defectbench.train import TrainConfig, train_model
+    from defectbench.methods.saliency.predictor import SaliencyPredictor
 
     root = sd900_root()
     cfg = TrainConfig.for_model("litenet", {**OPTIONS, "data_root": str(root), "device": DEVICE})

@@ -31,7 +31,7 @@ def _step_for(name: str, model: torch.nn.Module):  # noqa: ANN202
 
 @pytest.mark.parametrize("name", list_models())
 def test_mixed_precision_steps_learn(name: str) -> None:
-    from defectbench.train.checkpoint import build_model
+    from defectbench.methods.saliency.checkpoint import build_model
     from tests.methods.saliency.learning_checks import real_batch
 
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ import pytest
 from defectbench.cli import main
 from defectbench.errors import CheckpointError
 from defectbench.methods.saliency.registry import IMAGENET_MEAN, IMAGENET_STD
-from defectbench.train.checkpoint import build_model, load_trained, make_checkpoint, read_checkpoint, save_checkpoint
+from defectbench.methods.saliency.checkpoint import build_model, load_trained, make_checkpoint, read_checkpoint, save_checkpoint
 
 
 def _saved(tmp_path, half: bool = False, **kwargs):

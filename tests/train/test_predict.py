@@ -11,8 +11,8 @@ from defectbench.cli import main
 from defectbench.data.imageio import read_image
 from defectbench.errors import DataError
 from defectbench.methods.saliency.registry import IMAGENET_MEAN, IMAGENET_STD
-from defectbench.train import SaliencyPredictor, predict_folder
-from defectbench.train.checkpoint import build_model, make_checkpoint, save_checkpoint
+from defectbench.methods.saliency.predictor import SaliencyPredictor, predict_folder
+from defectbench.methods.saliency.checkpoint import build_model, make_checkpoint, save_checkpoint
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from defectbench.cli import main
-from defectbench.train import SaliencyPredictor, load_trained, shipped_weights_path
+from defectbench.methods.saliency.checkpoint import load_trained, shipped_weights_path
+from defectbench.methods.saliency.predictor import SaliencyPredictor
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"

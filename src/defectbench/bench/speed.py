@@ -80,7 +80,7 @@ def _synchronizer(device: str) -> Callable[[], None]:
 
 def build_random_saliency(model: str, model_kwargs: dict[str, Any] | None = None) -> Any:
     """Build a registered saliency model with random weights (no pretrained download or file)."""
-    from defectbench.train.checkpoint import build_model
+    from defectbench.methods.saliency.checkpoint import build_model
 
     return build_model(model, dict(model_kwargs or {}), pretrained=False)
 

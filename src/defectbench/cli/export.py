@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _checkpoint_path(args: argparse.Namespace) -> tuple[str, str | None]:
     """Return ``(checkpoint path, file-name tag)`` for ``--checkpoint`` or shipped ``--weights``."""
     from defectbench.errors import DefectbenchError
-    from defectbench.train.checkpoint import shipped_weights_path
+    from defectbench.methods.saliency.checkpoint import shipped_weights_path
 
     if args.weights:
         if not args.model:
@@ -44,7 +44,7 @@ def _export_pt(checkpoint: str, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from defectbench.errors import DefectbenchError
-    from defectbench.train.checkpoint import export_weights, read_checkpoint
+    from defectbench.methods.saliency.checkpoint import export_weights, read_checkpoint
 
     if args.size is not None or args.dynamic_batch:
         raise DefectbenchError("--size and --dynamic-batch apply to --format onnx/openvino, not pt")

@@ -155,7 +155,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from defectbench.errors import DefectbenchError
     from defectbench.runtime import resolve_device
-    from defectbench.train.predict import check_maps_folder, input_images, predict_paths
+    from defectbench.methods.saliency.predictor import check_maps_folder, input_images, predict_paths
 
     if args.weights and not args.model:
         raise DefectbenchError("--weights needs --model (e.g. --model litenet --weights sd900)")

@@ -107,7 +107,7 @@ class ExportedPredictor:
         """Return float32 maps in [0, 1], each of its image's size."""
         import torch
 
-        from defectbench.train.predict import logits_to_maps, prepare_batch
+        from defectbench.methods.saliency.predictor import logits_to_maps, prepare_batch
 
         batch = prepare_batch(images, self.size, self.mean, self.std).numpy()
         return logits_to_maps(torch.from_numpy(self.logits(batch)), [img.shape[:2] for img in images])
@@ -170,7 +170,7 @@ def load_predictor(source: str | Path | None = None, engine: str = "torch", *, m
     exported once (dynamic batch) into ``cache_dir`` and reused. ``size`` overrides the checkpoint's input size
     (torch, or a new export) and must match an exported file's. ``device``/``optimize`` apply to torch only.
     """
-    from defectbench.train.checkpoint import shipped_weights_path
+    from defectbench.methods.saliency.checkpoint import shipped_weights_path
 
     if engine not in ENGINES:
         raise ExportError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
@@ -196,8 +196,8 @@ def load_predictor(source: str | Path | None = None, engine: str = "torch", *, m
 
 def _torch_predictor(checkpoint: Path, model: str | None, size: int | None, device: str, optimize: bool) -> Any:
     """Return a ``SaliencyPredictor`` of a checkpoint, at ``size`` when given."""
-    from defectbench.train.checkpoint import load_trained
-    from defectbench.train.predict import SaliencyPredictor
+    from defectbench.methods.saliency.checkpoint import load_trained
+    from defectbench.methods.saliency.predictor import SaliencyPredictor
 
     network, info = load_trained(checkpoint, model)
     size = info["input_size"] if size is None else check_size(size, info["model"])

@@ -251,7 +251,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "onnx"
                       dynamic_batch: bool = False, expected_model: str | None = None, exporter: str = "dynamo",
                       tag: str | None = None) -> Path:
     """Export a checkpoint written by ``defectbench train`` (or shipped weights) to ``fmt``; return the file written."""
-    from defectbench.train.checkpoint import load_trained
+    from defectbench.methods.saliency.checkpoint import load_trained
 
     model, info = load_trained(checkpoint, expected_model)
     source = {"checkpoint": Path(checkpoint).name, "sha256": sha256_file(checkpoint)}

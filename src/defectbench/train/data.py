@@ -11,7 +11,7 @@ import torch
 
 from defectbench.data import Sample, to_rgb
 from defectbench.errors import DataError
-from defectbench.methods.saliency.registry import IMAGENET_MEAN, IMAGENET_STD
+from defectbench.methods.saliency.predictor import normalize
 from defectbench.train.augment import AugmentParams, augment_pair, resize_pair, sample_rng
 
 
@@ -36,18 +36,6 @@ def holdout_split(samples: Sequence[Sample], fraction: float, seed: int = 0) -> 
     if not train:
         raise DataError("the validation fraction leaves no training images; lower --val-fraction")
     return train, val
-
-
-def normalize(images_u8: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """Turn ``B x H x W x 3`` uint8 RGB arrays into a normalised ``B x 3 x H x W`` float tensor.
-
-    The tensor keeps the arrays' pixel-interleaved order (channels-last strides), which is what the models'
-    channels-last convolutions want: no transposing copy.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return x.sub_(m).div_(s)
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:

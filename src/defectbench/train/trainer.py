@@ -21,7 +21,7 @@ from defectbench.errors import CheckpointError, ConfigError, DefectbenchError
 from defectbench.methods.saliency.registry import IMAGENET_MEAN, IMAGENET_STD
 from defectbench.runtime import resolve_device, seed_everything
 from defectbench.train.augment import AugmentParams
-from defectbench.train.checkpoint import (
+from defectbench.methods.saliency.checkpoint import (
     build_model,
     load_weights,
     make_checkpoint,
@@ -33,7 +33,7 @@ from defectbench.train.checkpoint import (
 from defectbench.train.config import TrainConfig
 from defectbench.train.data import LoadedSamples, epoch_order, holdout_split, to_channels_last
 from defectbench.train.optim import build_optimizer, lr_factor, set_lr
-from defectbench.train.predict import logits_to_maps, prepare_batch
+from defectbench.methods.saliency.predictor import logits_to_maps, prepare_batch
 from defectbench.train.record import RunRecord
 from defectbench.train.validate import score_maps
 

@@ -7,7 +7,7 @@ import torch
 
 from defectbench.errors import DefectbenchError
 from defectbench.methods.saliency import create_model, list_models
-from defectbench.train.checkpoint import build_model
+from defectbench.methods.saliency.checkpoint import build_model
 
 SIZES = [(64, 64), (96, 128)]
 
@@ -24,6 +24,11 @@ def test_forward_shapes_at_two_sizes(name: str) -> None:
     model = build_model(name, {}, pretrained=False)
     assert model.model_name == name
     assert isinstance(getattr(model, "default_loss", None), str)
+    # BatchNorm statistics as after a first training batch: at initialisation (running variance 1) a deep random
+    # ResNet's activations grow without bound in eval mode, and GCPANet's feature products overflow to inf
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(2, 3, *SIZES[0]))
     for h, w in SIZES:
         x = torch.randn(2, 3, h, w)
         model.eval()

@@ -68,7 +68,7 @@ def resolve_checkpoint(method: MethodSpec, task: TaskSpec) -> Path:
     text = str(method.settings.checkpoint).format(dataset=task.dataset_id, name=task.dataset, split=task.test,
                                                     train=task.train or "", task=task.key)
     if text.startswith("shipped:"):
-        from defectbench.train.checkpoint import shipped_weights_path
+        from defectbench.methods.saliency.checkpoint import shipped_weights_path
 
         return shipped_weights_path(method.settings.model, text.split(":", 1)[1])
     path = Path(text).expanduser()
@@ -96,8 +96,8 @@ def checkpoint_training_ids(meta: dict[str, Any], dataset: Dataset) -> tuple[set
 
 def run(job: Job, ctx: JobContext) -> Produced:
     """Train (or load) a saliency network for the task and seed, then write its maps of the scored images."""
-    from defectbench.train.checkpoint import read_checkpoint
-    from defectbench.train.predict import SaliencyPredictor
+    from defectbench.methods.saliency.checkpoint import read_checkpoint
+    from defectbench.methods.saliency.predictor import SaliencyPredictor
 
     assert job.task is not None
     task, method, run_dir = job.task, job.method, job.run_dir(ctx.experiment_dir)

@@ -127,7 +127,7 @@ def read_state_dict(path: Path, spec: ModelSpec) -> dict[str, Any]:
             f"download {spec.file_name} again from {spec.url}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - unpickling errors of foreign files have many types
-        if "weights only" in str(exc).lower():
+        if "unsupported global" in str(exc).lower():
             raise CheckpointError(
                 f"{path}: refused as unsafe: it holds pickled Python objects beyond tensors, which could run code when "
                 f"loaded; use the official {spec.file_name} from {spec.url}") from None

@@ -16,8 +16,19 @@ from defectbench.data import to_rgb
 from defectbench.data.imageio import list_images
 from defectbench.errors import DataError
 from defectbench.methods.saliency.registry import IMAGENET_MEAN, IMAGENET_STD
-from defectbench.train.checkpoint import load_trained, shipped_weights_path
-from defectbench.train.data import normalize
+from defectbench.methods.saliency.checkpoint import load_trained, shipped_weights_path
+
+
+def normalize(images_u8: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """Turn ``B x H x W x 3`` uint8 RGB arrays into a normalised ``B x 3 x H x W`` float tensor.
+
+    The tensor keeps the arrays' pixel-interleaved order (channels-last strides), which is what the models'
+    channels-last convolutions want: no transposing copy.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return x.sub_(m).div_(s)
 
 
 def prepare_batch(images: Sequence[np.ndarray], size: int, mean: Sequence[float] = IMAGENET_MEAN,
