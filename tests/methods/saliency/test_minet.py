@@ -10,10 +10,8 @@ from defectbench.errors import CheckpointError
 from defectbench.methods.saliency import create_model
 from defectbench.methods.saliency import minet as _minet  # noqa: F401  (registers "minet")
 from defectbench.methods.saliency.losses import create_loss
-from defectbench.methods.saliency.minet import (
-    SIM,
-    MINet,
-    TwoLevelInteraction,
+from defectbench.methods.saliency.minet import SIM, MINet, TwoLevelInteraction
+from defectbench.methods.saliency.vgg import (
     build_vgg16_bn,
     vgg16_bn_features,
     vgg16_bn_stages,

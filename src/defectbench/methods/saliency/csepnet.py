@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from defectbench.methods.saliency.registry import register_model
-from defectbench.methods.saliency.vgg_bn import build_vgg16_bn, vgg16_bn_stages
+from defectbench.methods.saliency.vgg import build_vgg16_bn, vgg16_bn_stages
 
 
 def _up2(x: torch.Tensor) -> torch.Tensor:

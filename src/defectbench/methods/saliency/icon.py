@@ -37,7 +37,6 @@ Input sides must be multiples of 32 (:func:`valid_input_size`); ICON trains at 3
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -50,10 +49,8 @@ from defectbench.methods.saliency.backbones import (
     load_state_dict_file,
 )
 from defectbench.methods.saliency.registry import register_model
+from defectbench.methods.saliency.vgg import build_vgg16_bn, vgg16_bn_stages
 
-VGG16_BN_FILE = ("vgg16_bn-6c64b313.pth", "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth")
-# torchvision ``vgg16_bn.features`` indices where ICON's five stages end (after the ReLU of conv1_2 ... conv5_3)
-VGG16_BN_STAGE_ENDS = (6, 13, 23, 33, 43)
 PVT_V2_B4_FILE = ("pvt_v2_b4.pth", "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b4.pth")
 INPUT_STRIDE = 32
 
@@ -75,24 +72,6 @@ def _resize(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor
 # ------------------------------------------------------------------------------------------------------ encoders
 
 
-def build_vgg16_bn(pretrained: bool = True, weights_path: str | Path | None = None) -> nn.Module:
-    """Return torchvision's VGG-16 with BatchNorm, ImageNet weights from a local file when ``pretrained``."""
-    import torchvision
-
-    net = torchvision.models.vgg16_bn(weights=None)
-    if pretrained:
-        file_name, url = VGG16_BN_FILE
-        path = _find_weights(file_name, weights_path, url, "VGG-16-BN")
-        state = {k: v for k, v in load_state_dict_file(path).items() if k.startswith("features.")}
-        own = {k: v for k, v in net.state_dict().items() if k.startswith("features.")}
-        wrong = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
-        if wrong:
-            raise CheckpointError(f"{path}: not a VGG-16-BN ImageNet state dict ({len(wrong)} missing or wrong-shaped "
-                                  f"convolution/BatchNorm tensors, e.g. {wrong[0]})")
-        net.features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()}, strict=True)
-    return net
-
-
 class VGG16BNEncoder(nn.Module):
     """ICON-V's encoder: the five stages of VGG-16-BN (strides 1 .. 16); returns the four deepest, deepest first.
 
@@ -101,20 +80,10 @@ class VGG16BNEncoder(nn.Module):
 
     def __init__(self, pretrained: bool = True, weights_path: str | None = None, base_width: int = 64):
         super().__init__()
-        if base_width == 64:
-            layers = list(build_vgg16_bn(pretrained, weights_path).features.children())
-        elif pretrained:
-            raise ValueError("ImageNet weights exist only for the full-width VGG-16-BN (pass pretrained=False)")
-        else:
-            from torchvision.models.vgg import make_layers
-
-            c = base_width
-            cfg = [c, c, "M", 2 * c, 2 * c, "M", 4 * c, 4 * c, 4 * c, "M", 8 * c, 8 * c, 8 * c, "M", 8 * c, 8 * c, 8 * c, "M"]
-            layers = list(make_layers(cfg, batch_norm=True).children())
+        stages = vgg16_bn_stages(build_vgg16_bn(pretrained, weights_path, base_width=base_width))
         self.channels = (8 * base_width, 8 * base_width, 4 * base_width, 2 * base_width)
-        bounds = (0, *VGG16_BN_STAGE_ENDS)
-        for i in range(5):
-            setattr(self, f"conv{i + 1}", nn.Sequential(*layers[bounds[i] : bounds[i + 1]]))
+        for i, stage in enumerate(stages):
+            setattr(self, f"conv{i + 1}", stage)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Features at 1/16, 1/8, 1/4 and 1/2 of the input."""

@@ -32,71 +32,14 @@ training checks cheap: at 64 x 64 the full MINet costs 14x the FLOPs of a ResNet
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectbench.errors import CheckpointError
-from defectbench.methods.saliency.backbones import _find_weights, load_state_dict_file
 from defectbench.methods.saliency.registry import register_model
+from defectbench.methods.saliency.vgg import VGG16_WIDTHS, build_vgg16_bn, vgg16_bn_stages
 
-VGG16_BN_FILE = ("vgg16_bn-6c64b313.pth", "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth")
-# torchvision ``vgg16_bn().features`` indices where each stage ends (after the ReLU of conv1_2 ... conv5_3)
-VGG16_BN_STAGE_ENDS = (6, 13, 23, 33, 43)
-VGG16_WIDTHS = (64, 128, 256, 512, 512)
-
-
-def vgg16_bn_features(base_width: int = 64) -> nn.Sequential:
-    """torchvision's ``vgg16_bn().features`` (same layers, indices and initialisation), widths scaled by ``base_width / 64``.
-
-    Only the features are built: the 120 M-parameter classifier MINet never uses is not allocated.
-    """
-    from torchvision.models.vgg import cfgs, make_layers
-
-    if base_width < 1 or base_width > 64:
-        raise ValueError("VGG base width must be in 1..64")
-    features = make_layers([v if v == "M" else v * base_width // 64 for v in cfgs["D"]], batch_norm=True)
-    for m in features.modules():  # torchvision VGG's init_weights
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    return features
-
-
-def build_vgg16_bn(pretrained: bool = True, weights_path: str | Path | None = None, base_width: int = 64) -> nn.Sequential:
-    """Return VGG-16-BN's ``features``, with the official ImageNet weights from a local file when ``pretrained``.
-
-    ``base_width`` < 64 narrows every convolution (a cheap configuration for tests; no weights exist for it).
-    """
-    if pretrained and base_width != 64:
-        raise ValueError("ImageNet weights exist only for the full VGG-16-BN (base_width 64); pass pretrained=False")
-    features = vgg16_bn_features(base_width)
-    if pretrained:
-        file_name, url = VGG16_BN_FILE
-        path = _find_weights(file_name, weights_path, url, "VGG-16-BN")
-        state = load_state_dict_file(path)
-        own = {f"features.{k}": v for k, v in features.state_dict().items()}
-        wrong = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
-        if wrong:
-            raise CheckpointError(f"{path}: not a VGG-16-BN ImageNet state dict ({len(wrong)} missing or wrong-shaped "
-                                  f"feature tensors, e.g. {wrong[0]})")
-        features.load_state_dict({k[len("features."):]: state[k] for k in own})
-    return features
-
-
-def vgg16_bn_stages(features: nn.Sequential) -> nn.ModuleList:
-    """Split VGG-16-BN ``features`` into its five stages (ending at conv1_2 ... conv5_3, the last max-pool dropped)."""
-    layers = list(features.children())
-    stages, start = [], 0
-    for end in VGG16_BN_STAGE_ENDS:
-        stages.append(nn.Sequential(*layers[start:end]))
-        start = end
-    return nn.ModuleList(stages)
 
 
 def _up_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
