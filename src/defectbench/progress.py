@@ -8,15 +8,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 
-def make_progress(enabled: bool = True, transient: bool = True, console: Any | None = None) -> Any:
-    """Return a rich ``Progress`` with defectbench's columns (description, bar, done/total, time left), on stderr."""
+def make_progress(enabled: bool = True, transient: bool = True, console: Any | None = None,
+                  extra_columns: tuple[Any, ...] = ()) -> Any:
+    """Return a rich ``Progress`` with defectbench's columns (description, bar, done/total, time spent and left,
+    then ``extra_columns``), on stderr unless another ``console`` is given."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     if console is None:
         console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, transient=transient, disable=not enabled)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), *extra_columns, console=console, transient=transient, disable=not enabled)
 
 
 @contextlib.contextmanager

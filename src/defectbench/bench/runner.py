@@ -413,11 +413,9 @@ class _Bars:
 
     def __enter__(self) -> _Bars:
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from defectbench.progress import make_progress
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), transient=False, console=Console(stderr=True))
+            self.progress = make_progress(transient=False)
             self.progress.__enter__()
         return self
 

@@ -319,11 +319,13 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
         f"{device} {precision}")
     meta_base = {"dataset": cfg.dataset, "split": cfg.split, "seed": cfg.seed, "config": cfg.to_dict()}
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import TextColumn
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-    with Progress(*columns, disable=not progress, console=console) as bar:
+
+    from defectbench.progress import make_progress
+
+    with make_progress(progress, transient=False, console=console,
+                       extra_columns=(TextColumn("{task.fields[info]}"),)) as bar:
         task = bar.add_task(f"train {cfg.model}", total=cfg.epochs * steps_per_epoch,
                             completed=start_epoch * steps_per_epoch, info="")
         for epoch in range(start_epoch, cfg.epochs):
