@@ -17,7 +17,6 @@ from tests.methods.saliency.learning_checks import assert_learns
 
 
 @needs_sd900
-@pytest.mark.slow
 def test_reduced_vst_learns_on_real_images() -> None:
     torch.manual_seed(0)
     model = VST(pretrained=False, embed_dim=64, encoder_depth=2, num_heads=2, convertor_depth=1, decoder_depth=1,
@@ -27,7 +26,6 @@ def test_reduced_vst_learns_on_real_images() -> None:
 
 
 @needs_sd900
-@pytest.mark.slow
 def test_reduced_icon_learns_on_real_images() -> None:
     torch.manual_seed(0)
     model = ICON(VGG16BNEncoder(pretrained=False, base_width=8), pretrained=False, width=16)
