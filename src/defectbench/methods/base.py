@@ -1,6 +1,6 @@
 """The one interface every method family offers, and the one loop that turns a dataset's images into maps.
 
-A method is built from its options by its family (:mod:`defectbench.methods.registry`), may be ``fit`` on a
+A method is built from its options by its family (:mod:`defectbench.bench.families`), may be ``fit`` on a
 training split, and then maps an image (as read by :func:`defectbench.data.read_image`) to a float map in
 [0, 1] of the image's size. Methods that declare themselves ``oracle`` also receive the image's ground truth:
 their maps are never a deployable number. ``record()`` says what the method is and where its weights came from.
