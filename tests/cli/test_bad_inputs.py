@@ -111,6 +111,15 @@ def _cases(f: dict[str, Path]) -> list[tuple[list[str], str]]:
         (["sam", "viz", str(tmp / "none.png"), "--out", str(tmp / "v1"), "--random-weights", "0", "--model", "mobile_sam"], "none.png"),
         (["sam", "viz", f"{img}/a0.png", "--gt-dir", str(tmp / "nogt"), "--out", str(tmp / "v2"), "--select",
           "oracle-best", "--random-weights", "0", "--model", "mobile_sam"], "nogt"),
+        # export
+        (["export", "--model", "nosuch", "--weights", "sd900", "--format", "onnx", "--out", str(tmp / "e1")], "nosuch"),
+        (["export", "--checkpoint", str(f["corrupt.pt"]), "--format", "onnx", "--out", str(tmp / "e2")], "corrupt.pt"),
+        (["export", "--checkpoint", str(tmp / "none.pt"), "--format", "onnx", "--out", str(tmp / "e3")], "none.pt"),
+        (["export", "--model", "litenet", "--weights", "sd900", "--format", "onnx", "--size", "100",
+          "--out", str(tmp / "e4")], "100"),
+        (["export", "--model", "litenet", "--weights", "sd900", "--format", "onnx", "--out", f"{afile}/e5"], "afile"),
+        (["predict", "--checkpoint", str(f["corrupt.pt"]), "--engine", "onnxruntime", "--input", img,
+          "--out", str(tmp / "m11")], "corrupt.pt"),
         # data
         (["data", "info", "nosuch"], "nosuch"),
         (["data", "info", "sd900", "--data-root", str(tmp / "nodata")], "nodata"),
