@@ -336,15 +336,16 @@ def learned_selector(source: ProposalSource, samples: list, work_dir: Path, info
 
 def evaluate_maps(maps_dir: Path, samples: list) -> dict[str, Any]:
     """The paper's metrics and pooled pixel max-F1 (beta = 1) of the maps of ``samples``."""
-    from defectbench.data.imageio import read_gray8
+    from defectbench.data.imageio import read_map_for_mask
     from defectbench.metrics import aggregate, pixel_max_f1, score_image
 
     scores = []
     for s in samples:
         path = maps_dir / f"{s.id}.png"
         if path.is_file():
-            pred, _ = read_gray8(path)
-            scores.append(score_image(pred, s.mask()))
+            gt = s.mask()
+            pred, _ = read_map_for_mask(path, gt.shape)
+            scores.append(score_image(pred, gt))
     if not scores:
         return {"n": 0}
     summary = aggregate(scores)
