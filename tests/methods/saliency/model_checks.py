@@ -45,3 +45,22 @@ def unused_parameters(model: torch.nn.Module) -> list[str]:
     target = (torch.rand(2, 1, 64, 64) > 0.8).float()
     create_loss(model.default_loss)(model(torch.randn(2, 3, 64, 64)), target).backward()
     return [n for n, p in model.named_parameters() if p.grad is None]
+
+
+def check_state_dict_round_trip(model: torch.nn.Module, rebuild, size: tuple[int, int] = (64, 64)) -> None:
+    """A state dict saved and loaded into a differently seeded ``rebuild()`` gives the same tensors and outputs."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    torch.manual_seed(5)
+    other = rebuild()
+    other.load_state_dict(torch.load(buffer, weights_only=True), strict=True)
+    for (ka, a), (kb, b) in zip(model.state_dict().items(), other.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(a, b), ka
+    model.eval()
+    other.eval()
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        assert torch.equal(model(x), other(x))

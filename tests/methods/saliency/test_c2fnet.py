@@ -13,6 +13,7 @@ from defectbench.methods.saliency.losses import create_loss, structure_loss
 from defectbench.methods.saliency.res2net import Res2NetV1b
 from tests.methods.saliency.model_checks import (
     check_forward_shapes,
+    check_state_dict_round_trip,
     train_and_eval_outputs,
     unused_parameters,
 )
@@ -92,19 +93,8 @@ def test_every_parameter_is_used_by_the_training_loss(model: C2FNet) -> None:
     assert unused_parameters(model) == []
 
 
-def test_state_dict_round_trips_bit_exactly(model: C2FNet, tmp_path) -> None:
-    path = tmp_path / "c2fnet.pt"
-    torch.save(model.state_dict(), path)
-    torch.manual_seed(5)
-    other = create_model("c2fnet", pretrained=False)
-    other.load_state_dict(torch.load(path, weights_only=True), strict=True)
-    for (ka, a), (kb, b) in zip(model.state_dict().items(), other.state_dict().items(), strict=True):
-        assert ka == kb and torch.equal(a, b)
-    model.eval()
-    other.eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(model(x), other(x))
+def test_state_dict_round_trips_bit_exactly(model: C2FNet) -> None:
+    check_state_dict_round_trip(model, lambda: create_model("c2fnet", pretrained=False), (64, 64))
 
 
 def test_pretrained_res2net_weights_go_into_the_backbone(tmp_path, monkeypatch) -> None:

@@ -9,7 +9,11 @@ import torchvision
 from defectbench.errors import CheckpointError
 from defectbench.methods.saliency import create_model
 from defectbench.methods.saliency.corrnet import CorrelationModule, CorrNet
-from tests.methods.saliency.model_checks import check_forward_shapes, unused_parameters
+from tests.methods.saliency.model_checks import (
+    check_forward_shapes,
+    check_state_dict_round_trip,
+    unused_parameters,
+)
 
 # Reference, not a result: sum(p.numel() for p in CorrelationModel_VGG().parameters()) of the official code
 # (github.com/MathLee/CorrNet, model/CorrNet_models.py at commit 13135a6; its VGG-16 file loading skipped), run
@@ -67,19 +71,8 @@ def test_every_parameter_is_used_by_the_training_loss(model: CorrNet) -> None:
     assert unused_parameters(model) == []  # the official code leaves its Corr45.conv2 unused; ours applies it
 
 
-def test_state_dict_round_trips_bit_exactly(model: CorrNet, tmp_path) -> None:
-    path = tmp_path / "corrnet.pt"
-    torch.save(model.state_dict(), path)
-    torch.manual_seed(5)
-    other = create_model("corrnet", pretrained=False)
-    other.load_state_dict(torch.load(path, weights_only=True))
-    for (k, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items(), strict=True):
-        assert torch.equal(a, b), k
-    model.eval()
-    other.eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(model(x), other(x))
+def test_state_dict_round_trips_bit_exactly(model: CorrNet) -> None:
+    check_state_dict_round_trip(model, lambda: create_model("corrnet", pretrained=False), (64, 64))
 
 
 def test_imagenet_weights_go_into_the_first_seven_convs(tmp_path, monkeypatch) -> None:

@@ -13,6 +13,7 @@ from defectbench.methods.saliency.gcpanet import GCPANet, SelfRefinement, modula
 from defectbench.methods.saliency.losses import GCPANET_OUTPUT_WEIGHTS, create_loss
 from tests.methods.saliency.model_checks import (
     check_forward_shapes,
+    check_state_dict_round_trip,
     train_and_eval_outputs,
     unused_parameters,
 )
@@ -87,19 +88,8 @@ def test_every_parameter_is_used_by_the_training_loss(model: GCPANet) -> None:
     assert unused_parameters(model) == []
 
 
-def test_state_dict_round_trips_bit_exactly(model: GCPANet, tmp_path) -> None:
-    path = tmp_path / "gcpanet.pt"
-    torch.save(model.state_dict(), path)
-    torch.manual_seed(5)
-    other = create_model("gcpanet", pretrained=False)
-    other.load_state_dict(torch.load(path, weights_only=True), strict=True)
-    for (ka, a), (kb, b) in zip(model.state_dict().items(), other.state_dict().items(), strict=True):
-        assert ka == kb and torch.equal(a, b)
-    model.eval()
-    other.eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(model(x), other(x))
+def test_state_dict_round_trips_bit_exactly(model: GCPANet) -> None:
+    check_state_dict_round_trip(model, lambda: create_model("gcpanet", pretrained=False), (64, 64))
 
 
 def test_backbone_gets_the_lower_learning_rate_group(model: GCPANet) -> None:

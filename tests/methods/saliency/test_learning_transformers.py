@@ -7,7 +7,6 @@ one convertor and one task-token block; ICON-V with VGG-16-BN at 1/8 width and a
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from defectbench.methods.saliency.icon import ICON, VGG16BNEncoder

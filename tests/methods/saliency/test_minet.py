@@ -18,6 +18,7 @@ from defectbench.methods.saliency.vgg import (
 )
 from tests.methods.saliency.model_checks import (
     check_forward_shapes,
+    check_state_dict_round_trip,
     train_and_eval_outputs,
     unused_parameters,
 )
@@ -110,19 +111,8 @@ def test_every_parameter_is_used_by_the_training_loss(model: MINet) -> None:
     assert unused_parameters(model) == []
 
 
-def test_state_dict_round_trips_bit_exactly(model: MINet, tmp_path) -> None:
-    path = tmp_path / "minet.pt"
-    torch.save(model.state_dict(), path)
-    torch.manual_seed(5)
-    other = create_model("minet", pretrained=False)
-    other.load_state_dict(torch.load(path, weights_only=True), strict=True)
-    for (ka, a), (kb, b) in zip(model.state_dict().items(), other.state_dict().items(), strict=True):
-        assert ka == kb and torch.equal(a, b)
-    model.eval()
-    other.eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(model(x), other(x))
+def test_state_dict_round_trips_bit_exactly(model: MINet) -> None:
+    check_state_dict_round_trip(model, lambda: create_model("minet", pretrained=False), (64, 64))
 
 
 def test_pretrained_vgg16_bn_weights_go_into_the_encoder(tmp_path, monkeypatch) -> None:
