@@ -2,7 +2,7 @@
 OpenVINO, batch 1 and dynamic batch; and scores the same on the whole 360-image test split.
 
 About "within 1e-4": litenet's logits on these images reach |17|; PyTorch's own fp32 logits are up to 9e-5 away from
-exact (fp64) ones and its ``--optimize`` path differs from eager by 8e-5, so two fp32 engines that sum in different
+exact (fp64) ones and its former torch.jit path differed from eager by 8e-5, so two fp32 engines that sum in different
 orders differ by up to ~1.5e-4 on raw logits (measured: ONNX Runtime 1.4e-4, and ONNX Runtime is the closer of the
 two to fp64: 7e-5). The tests hold raw logits to 2e-4 (1.2e-5 of their magnitude) and the maps, which are what
 prediction returns, to 1e-4.

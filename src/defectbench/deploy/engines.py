@@ -25,6 +25,7 @@ from defectbench.deploy.export import (
 )
 
 ENGINES = ("torch", "onnxruntime", "openvino")
+FAST_ENGINES = ("openvino", "onnxruntime")  # fastest first (benchmarks/export_speed.py)
 EXPORTED_SUFFIXES = (".onnx", ".xml")
 CACHE_ENV = "DEFECTBENCH_CACHE"
 
@@ -160,6 +161,17 @@ def cached_export(checkpoint: Path, engine: str, size: int | None, expected_mode
     return path
 
 
+def fastest_engine() -> str:
+    """Return the fastest installed CPU engine for exported models (OpenVINO, else ONNX Runtime)."""
+    import importlib.util
+
+    for engine in FAST_ENGINES:
+        if importlib.util.find_spec(engine) is not None:
+            return engine
+    raise ExportError("the fast CPU path (--optimize) runs an exported copy on OpenVINO or ONNX Runtime, and neither "
+                      "is installed; install the deploy extra: pip install -e '.[deploy]' (or drop --optimize)")
+
+
 def load_predictor(source: str | Path | None = None, engine: str = "torch", *, model: str | None = None,
                    weights: str | None = None, size: int | None = None, threads: int | None = None,
                    device: str = "cpu", optimize: bool = False, cache_dir: str | Path | None = None) -> Any:
@@ -168,12 +180,16 @@ def load_predictor(source: str | Path | None = None, engine: str = "torch", *, m
     ``source`` is a checkpoint (``.pt``) or an exported ``.onnx`` / ``.xml`` file; or give ``model`` and
     shipped ``weights`` (e.g. ``litenet``, ``sd900``). A checkpoint run on ``onnxruntime`` / ``openvino`` is
     exported once (dynamic batch) into ``cache_dir`` and reused. ``size`` overrides the checkpoint's input size
-    (torch, or a new export) and must match an exported file's. ``device``/``optimize`` apply to torch only.
+    (torch, or a new export) and must match an exported file's. ``optimize`` (CPU, engine ``torch``): run an
+    exported copy on the fastest installed engine instead (:func:`fastest_engine`), about 2.4x eager batch 1;
+    ``device`` applies to torch only.
     """
     from defectbench.methods.saliency.checkpoint import shipped_weights_path
 
     if engine not in ENGINES:
         raise ExportError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
+    if optimize and engine == "torch" and device == "cpu":
+        engine = fastest_engine()
     if source is None:
         if not (model and weights):
             raise ExportError("give a checkpoint or exported file, or --model with shipped --weights (e.g. litenet sd900)")
@@ -185,7 +201,7 @@ def load_predictor(source: str | Path | None = None, engine: str = "torch", *, m
                               "(torch runs the checkpoint it was exported from)")
         return ExportedPredictor(source, engine, threads=threads, expected_size=size, expected_model=model)
     if engine == "torch":
-        return _torch_predictor(source, model, size, device, optimize)
+        return _torch_predictor(source, model, size, device)
     if not source.is_file():
         from defectbench.errors import CheckpointError
 
@@ -194,12 +210,11 @@ def load_predictor(source: str | Path | None = None, engine: str = "torch", *, m
     return ExportedPredictor(path, engine, threads=threads, expected_size=size, expected_model=model)
 
 
-def _torch_predictor(checkpoint: Path, model: str | None, size: int | None, device: str, optimize: bool) -> Any:
+def _torch_predictor(checkpoint: Path, model: str | None, size: int | None, device: str) -> Any:
     """Return a ``SaliencyPredictor`` of a checkpoint, at ``size`` when given."""
     from defectbench.methods.saliency.checkpoint import load_trained
     from defectbench.methods.saliency.predictor import SaliencyPredictor
 
     network, info = load_trained(checkpoint, model)
     size = info["input_size"] if size is None else check_size(size, info["model"])
-    return SaliencyPredictor(network, size, info["mean"], info["std"], name=info["model"], device=device,
-                             optimize=optimize)
+    return SaliencyPredictor(network, size, info["mean"], info["std"], name=info["model"], device=device)

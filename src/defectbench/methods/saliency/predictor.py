@@ -47,60 +47,43 @@ def logits_to_maps(logits: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> l
     return out
 
 
-def optimize_for_cpu(model: nn.Module, size: int) -> torch.jit.ScriptModule:
-    """Return a traced and frozen copy of a model in channels-last layout for fast CPU inference.
-
-    Freezing folds BatchNorm into the convolutions and lets oneDNN fuse conv + activation; with channels-last
-    memory this roughly doubles batch-1 throughput of litenet on a 2-core CPU. Outputs equal the eager
-    model's up to float rounding (eval-mode logits only).
-    """
-    import warnings
-
-    model = model.eval().to(memory_format=torch.channels_last)
-    example = torch.zeros(1, 3, size, size).contiguous(memory_format=torch.channels_last)
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.compile, which needs a C compiler
-        return torch.jit.freeze(torch.jit.trace(model, example))
-
-
 class SaliencyPredictor:
-    """A trained model as a :class:`defectbench.methods.base.Method`: ``predict(image) -> float map``."""
+    """A trained model on PyTorch as a :class:`defectbench.methods.base.Method`: ``predict(image) -> float map``.
+
+    This is the reference engine (exactly the trained network). The fast CPU path is an exported copy on
+    OpenVINO or ONNX Runtime: ``defectbench.deploy.load_predictor(..., optimize=True)``.
+    """
 
     oracle = False
 
     def __init__(self, model: nn.Module, size: int, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD, name: str | None = None, device: str = "cpu",
-                 optimize: bool = False, source: dict[str, Any] | None = None) -> None:
+                 source: dict[str, Any] | None = None) -> None:
         self.model = model.to(device).eval()
         self.size, self.mean, self.std, self.device = int(size), tuple(mean), tuple(std), device
         self.name = name or getattr(model, "model_name", type(model).__name__)
         self.source = dict(source or {})
-        self.optimized = optimize and device == "cpu"
-        self._runner = optimize_for_cpu(self.model, self.size) if self.optimized else self.model
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | dict[str, Any], expected_model: str | None = None,
-                        device: str = "cpu", optimize: bool = False) -> SaliencyPredictor:
+                        device: str = "cpu") -> SaliencyPredictor:
         """Build a predictor from a checkpoint written by ``defectbench train`` (or shipped weights)."""
         model, info = load_trained(checkpoint, expected_model)
         source = {"checkpoint": None if isinstance(checkpoint, dict) else str(checkpoint),
                   "training": (info.get("meta") or {}).get("config")}
         return cls(model, info["input_size"], info["mean"], info["std"], name=info["model"], device=device,
-                   optimize=optimize, source=source)
+                   source=source)
 
     @classmethod
-    def from_shipped(cls, model: str, weights: str, device: str = "cpu", optimize: bool = False) -> SaliencyPredictor:
+    def from_shipped(cls, model: str, weights: str, device: str = "cpu") -> SaliencyPredictor:
         """Build a predictor from weights shipped in the package (e.g. ``litenet``, ``sd900``)."""
-        return cls.from_checkpoint(shipped_weights_path(model, weights), expected_model=model, device=device,
-                                   optimize=optimize)
+        return cls.from_checkpoint(shipped_weights_path(model, weights), expected_model=model, device=device)
 
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Return float32 maps in [0, 1], each of its image's size."""
         x = prepare_batch(images, self.size, self.mean, self.std).to(self.device)
-        if self.optimized:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits = self._runner(x)
+        logits = self.model(x)
         if isinstance(logits, (list, tuple)):
             logits = logits[0]
         return logits_to_maps(logits, [img.shape[:2] for img in images])
@@ -112,7 +95,7 @@ class SaliencyPredictor:
     def record(self) -> dict[str, Any]:
         """What the model is and where its weights came from."""
         return {"type": "sod", "model": self.name, "input_size": self.size, "mean": list(self.mean),
-                "std": list(self.std), "optimized": self.optimized, **self.source}
+                "std": list(self.std), "engine": "torch", **self.source}
 
 
 MAPS_MANIFEST = ".defectbench-maps.json"
