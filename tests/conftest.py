@@ -10,6 +10,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # parallel workers share the cores: one torch (OpenMP) thread each. Two threads per worker oversubscribe a
+    # 2-core machine, where OpenMP's spin-waiting made single tests 10-50x slower (measured)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    _set_num_threads = torch.set_num_threads
+    _set_num_threads(1)
+    torch.set_num_threads = lambda n: _set_num_threads(1)  # the code under test asks for 2 (its default)
+
 
 def shared_datasets() -> Path | None:
     """Return the folder holding the real datasets (``$DEFECTBENCH_DATA`` or ``../shared/datasets``)."""

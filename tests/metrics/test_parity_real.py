@@ -59,10 +59,14 @@ def test_parity_sd900_test_split(kind):
 
 @needs_mt
 @pytest.mark.parametrize("kind", ["blurred", "noisy", "const0", "const255", "inverted", "shifted-soft"])
-def test_parity_mt_defect_images(kind):
+@pytest.mark.parametrize("every", [pytest.param(3, id="every-3rd"), pytest.param(1, id="all", marks=pytest.mark.slow)])
+def test_parity_mt_defect_images(kind, every):
+    """Every third of the 392 defect images by default (131, all five classes and image sizes); all with -m slow."""
     ds = load_dataset("mt", DATA)
     samples = [s for s in ds.samples if s.defect_class != "Free"]
     assert len(samples) == 392
+    samples = samples[::every]
+    assert {s.defect_class for s in samples} == {"Blowhole", "Break", "Crack", "Fray", "Uneven"}
     gts8 = _masks(samples)  # raw masks (JPEG-like values): both sides binarise at > 128
     preds = [degradations(g, i)[kind] for i, g in enumerate(gts8)]
     _check(kind, preds, gts8)

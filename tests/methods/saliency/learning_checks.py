@@ -1,13 +1,14 @@
-"""A bounded check that a saliency model really learns: a few steps on four real SD-saliency-900 images.
+"""A bounded check that a saliency model really learns: a few steps on two real SD-saliency-900 images.
 
-:func:`assert_learns` trains a (usually width-reduced) model from scratch on one batch of four real images at a
+:func:`assert_learns` trains a (usually width-reduced) model from scratch on one batch of two real images (an inclusion and
+scratches: a small and a long thin defect) at a
 small input with Adam and the model's own default loss, and asserts that the loss falls to a fraction of its
 first value and that the mean S-measure of the main output (against the full-resolution ground truth) rises by a
 clear margin. It stops early once both hold, so a healthy model costs few steps; a model whose gradients do not
 reach its output, or whose output ignores the input, fails.
 
 The S-measure is taken on the training forward pass (BatchNorm with the batch's statistics): with one fixed batch
-of four small images the deepest BN layers see very few values per channel, so eval-mode running statistics are
+of two small images the deepest BN layers see very few values per channel, so eval-mode running statistics are
 not representative of what was fitted (see ``test_overfit_baselines.py``). The eval path is tested per model.
 """
 
@@ -27,7 +28,8 @@ from defectbench.methods.saliency.losses import create_loss
 from defectbench.metrics import score_image
 from tests.conftest import SD900
 
-IDS = ("In_153", "Pa_101", "Sc_110", "Sc_122")
+# two images, not four: half the cost per step, and each model still needs 6-36 steps (measured) to clear the bars
+IDS = ("In_153", "Sc_110")
 
 
 @dataclass
@@ -70,13 +72,13 @@ def mean_s_measure(logits: torch.Tensor, masks: list[np.ndarray]) -> float:
 
 
 def train_on_real_images(model: torch.nn.Module, size: int = 64, max_steps: int = 60, lr: float = 3e-3,
-                         loss_ratio: float = 0.5, min_gain: float = 0.15, check_every: int = 5,
+                         loss_ratio: float = 0.5, min_gain: float = 0.15, check_every: int = 3,
                          seed: int = 0) -> LearningResult:
-    """Train ``model`` on the four images until loss and S-measure clear the bars or ``max_steps`` pass."""
+    """Train ``model`` on the two images until loss and S-measure clear the bars or ``max_steps`` pass."""
     torch.manual_seed(seed)
     x, y, masks = real_batch(size)
     loss_fn = create_loss(model.default_loss)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)  # fused: its step costs 15-25 % less here
     model.train()
     start = time.perf_counter()
     first_loss = s_before = None

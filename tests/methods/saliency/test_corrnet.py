@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torchvision
 
 from defectbench.errors import CheckpointError
 from defectbench.methods.saliency import create_model
@@ -75,14 +74,11 @@ def test_state_dict_round_trips_bit_exactly(model: CorrNet) -> None:
     check_state_dict_round_trip(model, lambda: create_model("corrnet", pretrained=False), (64, 64))
 
 
-def test_imagenet_weights_go_into_the_first_seven_convs(tmp_path, monkeypatch) -> None:
+def test_imagenet_weights_go_into_the_first_seven_convs(vgg16_file, monkeypatch) -> None:
     monkeypatch.delenv("DEFECTBENCH_CHECKPOINTS", raising=False)
     with pytest.raises(CheckpointError, match="VGG-16 ImageNet weights not found"):
         create_model("corrnet")
-    torch.manual_seed(2)
-    ref = torchvision.models.vgg16(weights=None).state_dict()
-    path = tmp_path / "vgg16.pth"
-    torch.save(ref, path)
+    path, ref = vgg16_file
     torch.manual_seed(3)
     net = create_model("corrnet", pretrained=True, backbone_weights=str(path))
     convs = [m for m in net.backbone.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1 and m.kernel_size == (3, 3)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torchvision
 
 from defectbench.errors import CheckpointError
 from defectbench.methods.saliency import create_model
@@ -64,14 +63,11 @@ def test_state_dict_round_trips_bit_exactly(model: CPDVGG) -> None:
     check_state_dict_round_trip(model, lambda: create_model("cpd_vgg", pretrained=False), (64, 64))
 
 
-def test_vgg16_weights_go_into_both_branches(tmp_path, monkeypatch) -> None:
+def test_vgg16_weights_go_into_both_branches(vgg16_file, monkeypatch) -> None:
     monkeypatch.delenv("DEFECTBENCH_CHECKPOINTS", raising=False)
     with pytest.raises(CheckpointError, match="VGG-16 ImageNet weights not found"):
         create_model("cpd_vgg")
-    torch.manual_seed(2)
-    ref = torchvision.models.vgg16(weights=None).state_dict()
-    path = tmp_path / "vgg16.pth"
-    torch.save(ref, path)
+    path, ref = vgg16_file
     net = create_model("cpd_vgg", pretrained=True, backbone_weights=str(path))
     v = net.vgg
     torch.testing.assert_close(v.conv1[0].weight, ref["features.0.weight"])

@@ -72,16 +72,11 @@ def test_state_dict_round_trips_bit_exactly(model: CSEPNet) -> None:
     check_state_dict_round_trip(model, lambda: create_model("csepnet", pretrained=False), (64, 64))
 
 
-def test_vgg16_bn_weights_go_into_the_backbone(tmp_path, monkeypatch) -> None:
+def test_vgg16_bn_weights_go_into_the_backbone(tmp_path, vgg16_bn_file, monkeypatch) -> None:
     monkeypatch.delenv("DEFECTBENCH_CHECKPOINTS", raising=False)
     with pytest.raises(CheckpointError, match="VGG-16-BN ImageNet weights not found"):
         create_model("csepnet")
-    torch.manual_seed(2)
-    ref = torchvision.models.vgg16_bn(weights=None).state_dict()
-    # torchvision's published file predates BN's num_batches_tracked counters
-    ref = {k: v for k, v in ref.items() if not k.endswith("num_batches_tracked")}
-    path = tmp_path / "vgg16_bn.pth"
-    torch.save(ref, path)
+    path, ref = vgg16_bn_file  # torchvision's published file predates BN's num_batches_tracked counters
     net = create_model("csepnet", pretrained=True, backbone_weights=str(path))
     torch.testing.assert_close(net.backbone[0][0].weight, ref["features.0.weight"])
     torch.testing.assert_close(net.backbone[2][1].weight, ref["features.14.weight"])  # stage 3 = features[13:23]

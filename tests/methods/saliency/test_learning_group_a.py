@@ -1,4 +1,4 @@
-"""SCRN, MINet, GCPANet and C2FNet really learn: four real SD-saliency-900 images, 64 x 64, from scratch.
+"""SCRN, MINet, GCPANet and C2FNet really learn: two real SD-saliency-900 images, 64 x 64, from scratch.
 
 Each model is a width-reduced configuration of its own code path (same modules, backbone and loss; narrower decoder,
 and for MINet a narrower VGG, whose full width at 64 x 64 costs 14x a ResNet-50) so the four checks stay cheap.
@@ -6,9 +6,8 @@ and for MINet a narrower VGG, whose full width at 64 x 64 costs 14x a ResNet-50)
 the mean S-measure has risen by 0.15. SCRN draws its decoder from N(0, 0.01) (its paper's initialisation), so its
 near-zero logits need a larger step (lr 1e-2) to move within the bound.
 
-Cost measured here (2-core Intel Xeon, torch with one thread, CPU seconds of the training loop, ~45 s for the four
-with model construction): SCRN 30 steps ~14 s, MINet 35 steps ~8 s, GCPANet 5-10 steps ~2-4 s, C2FNet 30 steps
-~11 s. On the shared machine (load average 6-11, two threads) the same tests took 128, 160, 19 and 186 s wall.
+Cost measured here (idle 2-core Intel Xeon, two threads, wall seconds of the training loop): SCRN 30 steps 8.0 s,
+MINet 36 steps 3.7 s, GCPANet 6 steps 1.3 s, C2FNet 30 steps 7.8 s.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""EDN, CorrNet, DACNet, CSEPNet and CPD-VGG really learn: loss falls and S-measure rises on four real images.
+"""EDN, CorrNet, DACNet, CSEPNet and CPD-VGG really learn: loss falls and S-measure rises on two real images.
 
 Each model runs its own code path from scratch (no ImageNet weights offline) in a width-reduced configuration
 (constructor arguments only); see :mod:`tests.methods.saliency.learning_checks` for the protocol. Measured on an idle

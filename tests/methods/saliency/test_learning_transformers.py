@@ -1,4 +1,4 @@
-"""VST and ICON really learn: width/depth-reduced configurations of their code, four real SD-saliency-900 images.
+"""VST and ICON really learn: width/depth-reduced configurations of their code, two real SD-saliency-900 images.
 
 Both use :func:`assert_learns` (Adam, the model's own loss, 64 x 64 inputs, from scratch). The reduced
 configurations run every module of the full models: VST with a 2-block T2T-ViT of width 64 (token width 32),

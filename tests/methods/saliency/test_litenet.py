@@ -60,7 +60,7 @@ def test_overfits_four_real_images(tmp_path) -> None:
         def split(self, name):
             return picked
 
-    cfg = TrainConfig.for_model("litenet", dict(epochs=100, save_every=100, batch=4, size=96, val_fraction=0.0, warmup_epochs=0,
+    cfg = TrainConfig.for_model("litenet", dict(epochs=60, save_every=100, batch=4, size=96, val_fraction=0.0, warmup_epochs=0,
                                                  lr=1e-2, schedule="cosine", aug_crop_prob=0.0, aug_rot90=False, aug_flip=False,
                                                  aug_brightness=0.0, aug_contrast=0.0, threads=2))
     assert holdout_split(picked, 0.0) == (picked, [])
@@ -69,8 +69,8 @@ def test_overfits_four_real_images(tmp_path) -> None:
     maps = predictor.predict_batch([s.image() for s in picked])
     scores = [score_image(np.rint(m * 255).astype(np.uint8), s.mask()) for m, s in zip(maps, picked)]
     summary = aggregate(scores)
-    # 0.88-0.91 depending on float rounding alone: the SSIM term computed as two matrix products (equal to the
-    # convolution to 1e-6, gradients to 1e-10) moved this 100-epoch run from 0.90 to 0.88; eval-mode BatchNorm
-    # statistics of four images make the exact value fragile, so the bar is 0.85
+    # 0.88 after these 60 epochs (100 epochs gave 0.88-0.91 depending on float rounding alone: the SSIM term computed
+    # as two matrix products moved it from 0.90 to 0.88); eval-mode BatchNorm statistics of four images make the
+    # exact value fragile, so the bar is 0.85
     assert summary["S_alpha"] > 0.85, summary
     assert result.history[-1]["loss"] < result.history[0]["loss"] / 2
