@@ -12,6 +12,9 @@ timed two ways, in rounds that alternate between the engines so that load from o
 * end to end: a real SD-saliency-900 test image (200 x 200 gray) to its 8-bit map through the predictor's
   ``predict`` (resize, normalise, network, upsample, sigmoid) and ``saliency_to_uint8``.
 
+Where NNCF is installed (the ``int8`` extra), an ``openvino int8`` row is added: the OpenVINO export quantised by
+:func:`defectbench.deploy.quantize.quantize_openvino` on 300 images of SD-saliency-900's training split.
+
 Every engine uses ``--threads`` threads (default 2). Beside fp32 OpenVINO, a row for OpenVINO with its own
 default precision on this CPU (bf16 where the CPU has AMX / AVX512-BF16) is shown with how far its maps are from
 PyTorch's; it is not counted in the speed-up, which compares engines that give PyTorch's maps.
@@ -24,6 +27,7 @@ The last line is ``speedup: X`` = the best exported fp32 engine's network-only F
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -70,6 +74,17 @@ class RetiredJitPredictor:
 
         x = prepare_batch([image], self.size, self.mean, self.std).contiguous(memory_format=torch.channels_last)
         return logits_to_maps(self.runner(x), [image.shape[:2]])[0]
+
+
+def test_split_scores(predictor: object, data_root: str | None) -> dict[str, float]:
+    """Return the aggregated metrics of ``predictor``'s 8-bit maps on SD-saliency-900's 360 test images."""
+    from defectbench.data import load_dataset
+    from defectbench.data.imageio import saliency_to_uint8
+    from defectbench.metrics import aggregate, score_image
+
+    samples = load_dataset("sd900", data_root).split("test")
+    return aggregate([score_image(saliency_to_uint8(predictor.predict(s.image())), s.mask())  # type: ignore[attr-defined]
+                      for s in samples])
 
 
 def processor_name() -> str:
@@ -122,6 +137,15 @@ def main() -> None:
         t0 = time.perf_counter()
         ov_file = export_checkpoint(checkpoint, tmp, "openvino")
         t_ov = time.perf_counter() - t0
+        int8_file = None
+        if importlib.util.find_spec("nncf") is not None:
+            from defectbench.data import load_dataset
+            from defectbench.deploy.quantize import quantize_openvino
+
+            train = [smp.image() for smp in load_dataset("sd900", args.data_root).split("train")]
+            t0 = time.perf_counter()
+            int8_file = quantize_openvino(ov_file, tmp, train, {"dataset": "sd900", "split": "train"})
+            t_int8 = time.perf_counter() - t0
         predictors = {
             "torch eager": eager,
             "torch.jit (retired)": jit,
@@ -131,6 +155,8 @@ def main() -> None:
                                                             precision=openvino.Core().get_property(
                                                                 "CPU", "INFERENCE_PRECISION_HINT").to_string()),
         }
+        if int8_file is not None:
+            predictors["openvino int8"] = ExportedPredictor(int8_file, "openvino", threads=args.threads)
         image, image_name = test_image(args.data_root)
         x = prepare_batch([image], size, eager.mean, eager.std)
         x_cl, x_np = x.contiguous(memory_format=torch.channels_last), x.numpy()
@@ -148,8 +174,9 @@ def main() -> None:
             return lambda: saliency_to_uint8(predictor.predict(image))
 
         network = {"torch eager": torch_net(eager.model, x), "torch.jit (retired)": torch_net(jit.runner, x_cl)}
-        for name in ("onnxruntime", "openvino", "openvino default precision"):
-            network[name] = exported_net(predictors[name])
+        for name in predictors:
+            if name not in network:
+                network[name] = exported_net(predictors[name])
         end_to_end = {name: image_to_map(p) for name, p in predictors.items()}
         net_fps = fps_rounds(network, args.rounds, args.iters)
         e2e_fps = fps_rounds(end_to_end, args.rounds, args.iters)
@@ -157,6 +184,8 @@ def main() -> None:
         map_diff = {name: float(np.abs(p.predict(image) - reference).max()) for name, p in predictors.items()}
         precision = predictors["openvino default precision"].network.compiled.get_property("INFERENCE_PRECISION_HINT")
         precision = precision.to_string() if hasattr(precision, "to_string") else str(precision)
+        accuracy = ({name: test_split_scores(predictors[name], args.data_root) for name in ("openvino", "openvino int8")}
+                    if int8_file is not None else {})
 
     print(f"CPU: {processor_name()}, {platform.machine()}; {args.threads} threads; litenet (shipped {args.weights!r}) "
           f"input {size}x{size}; end to end on {image_name} ({image.shape[1]}x{image.shape[0]}) -> 8-bit map; "
@@ -164,12 +193,21 @@ def main() -> None:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"load average during the run (1, 5, 15 min): {load} on {os.cpu_count()} cores")
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}; "
-          f"export took {t_onnx:.1f} s (ONNX), {t_ov:.1f} s (OpenVINO IR), each checked against PyTorch")
+          f"export took {t_onnx:.1f} s (ONNX), {t_ov:.1f} s (OpenVINO IR), each checked against PyTorch"
+          + (f"; INT8 quantisation {t_int8:.1f} s" if int8_file is not None else "; NNCF absent: no INT8 row"))
     print(f"{'engine':30s} {'network FPS':>11s} {'ms':>7s} {'end-to-end FPS':>14s} {'ms':>7s} {'max |map - eager|':>17s}")
     for name in predictors:
         label = f"{name} ({precision})" if name == "openvino default precision" else name
         print(f"{label:30s} {net_fps[name]:11.1f} {1000 / net_fps[name]:7.2f} {e2e_fps[name]:14.1f} "
               f"{1000 / e2e_fps[name]:7.2f} {map_diff[name]:17.2e}")
+    for name, row in accuracy.items():
+        print(f"{name:30s} on the 360 SD-saliency-900 test images: S {row['S_alpha']:.4f}  MAE {row['MAE']:.4f}  "
+              f"wF {row['weighted_F']:.4f}  maxF {row['max_F']:.4f}")
+    if accuracy:
+        drop = accuracy["openvino"]["S_alpha"] - accuracy["openvino int8"]["S_alpha"]
+        print(f"INT8: S-measure drop {drop:.4f} ({'< 0.005: worth offering' if drop < 0.005 else '>= 0.005: not worth it'}), "
+              f"network {net_fps['openvino int8'] / net_fps['openvino']:.2f}x / end to end "
+              f"{e2e_fps['openvino int8'] / e2e_fps['openvino']:.2f}x fp32 OpenVINO")
     exported = ("onnxruntime", "openvino")
     best = max(exported, key=lambda n: net_fps[n])
     opt = net_fps["torch.jit (retired)"]

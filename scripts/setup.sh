@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up defectbench in ./.venv (created once, reused afterwards): PyTorch, the package and its extras.
 #   scripts/setup.sh          runtime install (SAM 2, ONNX Runtime and OpenVINO included)
-#   scripts/setup.sh --test   also the test tools (PySODMetrics oracle, pytest, import-linter), Ray for the cluster
+#   scripts/setup.sh --test   also the test tools (PySODMetrics oracle, pytest, import-linter), NNCF (INT8), Ray for the cluster
 #                             tests, and Chromium for the report test
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
 fi
 
 extras="sam2,deploy"
-[ $want_test = 1 ] && extras="sam2,deploy,cluster,test"
+[ $want_test = 1 ] && extras="sam2,deploy,int8,cluster,test"
 # Reinstall the package only when pyproject.toml changed since the last install.
 stamp=".venv/.defectbench-$(sha256sum pyproject.toml | cut -c1-16)-$extras"
 if [ ! -f "$stamp" ]; then

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from defectbench.cli.common import console
+from defectbench.cli.common import add_data_root, console, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch.onnx exporter: dynamo (torch.export-based, default) or the deprecated torchscript one")
     p.add_argument("--fp32", action="store_true", help="--format pt: keep fp32 weights (default fp16, half the size)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--int8", action="store_true",
+                   help="--format openvino: INT8 post-training quantisation (NNCF), calibrated on the training split")
+    p.add_argument("--calibration-dataset", default=None,
+                   help="--int8: dataset of the calibration images (default: the one the checkpoint was trained on)")
+    p.add_argument("--calibration-split", default=None,
+                   help="--int8: its split (default: the checkpoint's training split; never use a test split)")
+    p.add_argument("--calibration-images", type=positive_int, default=300,
+                   help="--int8: at most this many images, evenly spaced over the split (default 300)")
+    add_data_root(p)
     p.set_defaults(func=run_export)
 
 
@@ -56,6 +65,47 @@ def _export_pt(checkpoint: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration_images(checkpoint: str, args: argparse.Namespace) -> tuple[list, dict[str, str]]:
+    """Return the calibration images and where they came from (the checkpoint's training split by default)."""
+    from defectbench.data import load_dataset
+    from defectbench.errors import DefectbenchError
+    from defectbench.methods.saliency.checkpoint import read_checkpoint
+
+    meta = read_checkpoint(checkpoint, args.model).get("meta") or {}
+    dataset = args.calibration_dataset or meta.get("dataset")
+    split = args.calibration_split or (meta.get("split") if dataset == meta.get("dataset") else None)
+    if not dataset or not split:
+        raise DefectbenchError(f"{checkpoint}: no training dataset/split recorded; pass --calibration-dataset and "
+                               "--calibration-split (a training split)")
+    if "test" in split:
+        raise DefectbenchError(f"--calibration-split {split}: calibrating on a test split would tune the model to the "
+                               "images it is scored on; use a training split")
+    samples = load_dataset(dataset, args.data_root).split(split)
+    console.print(f"INT8: calibrating on {min(len(samples), args.calibration_images)} of {len(samples)} images of "
+                  f"{dataset}/{split}, evenly spaced", highlight=False)
+    return [s.image() for s in samples], {"dataset": dataset, "split": split}
+
+
+def _export_int8(checkpoint: str, tag: str | None, args: argparse.Namespace) -> int:
+    """Export fp32 OpenVINO IR to a temporary folder, quantise it to INT8 into ``--out``."""
+    import tempfile
+
+    from defectbench.deploy.export import export_checkpoint
+    from defectbench.deploy.quantize import quantize_openvino
+    from defectbench.errors import DefectbenchError
+
+    if args.format != "openvino":
+        raise DefectbenchError(f"--int8 needs --format openvino (not {args.format})")
+    images, where = _calibration_images(checkpoint, args)
+    with tempfile.TemporaryDirectory(prefix="defectbench-int8-") as tmp:
+        fp32 = export_checkpoint(checkpoint, tmp, "openvino", size=args.size, dynamic_batch=args.dynamic_batch,
+                                 expected_model=args.model, exporter=args.exporter, tag=tag)
+        path = quantize_openvino(fp32, args.out, images, where, limit=args.calibration_images)
+    total = path.stat().st_size + path.with_suffix(".bin").stat().st_size
+    console.print(f"wrote {path} ({total / 2**20:.1f} MB, INT8)", highlight=False)
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
     """Export and print what was written."""
     import torch
@@ -66,6 +116,8 @@ def run_export(args: argparse.Namespace) -> int:
     checkpoint, tag = _checkpoint_path(args)
     if args.format == "pt":
         return _export_pt(checkpoint, args)
+    if args.int8:
+        return _export_int8(checkpoint, tag, args)
     path = export_checkpoint(checkpoint, args.out, args.format, size=args.size, dynamic_batch=args.dynamic_batch,
                              expected_model=args.model, exporter=args.exporter, tag=tag)
     meta = read_metadata(path)

@@ -42,10 +42,20 @@ VERIFY_TOLERANCE = 1e-3  # on logits, relative to max(1, |logit|): catches a wro
 INSTALL_HINT = "pip install 'defectbench[deploy]' (onnx, onnxruntime, openvino)"
 
 
+def quiet_cuda_home_warning() -> None:
+    """Silence torch's "No CUDA runtime is found" log line, which NNCF (imported by OpenVINO when present) triggers."""
+    import logging
+
+    log = logging.getLogger("torch.utils.cpp_extension")
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.ERROR)
+
+
 def require(module: str) -> Any:
     """Import an optional engine package, or raise one clear :class:`ExportError` naming the extra to install."""
     import importlib
 
+    quiet_cuda_home_warning()
     try:
         return importlib.import_module(module)
     except ImportError:
