@@ -78,6 +78,7 @@ def _cases(f: dict[str, Path]) -> list[tuple[list[str], str]]:
         ([*train, "--lr", "-1"], "--lr"),
         ([*train, "--lr", "nan"], "--lr"),
         ([*train, "--weight-decay", "-1"], "--weight-decay"),
+        ([*train, "--ema-decay", "1"], "ema_decay"),
         ([*train, "--epochs", "0"], "--epochs"),
         ([*train, "--batch", "0"], "--batch"),
         ([*train, "--limit", "0"], "--limit"),

@@ -13,7 +13,7 @@ from defectbench.errors import ConfigError
 # CLI flag (dest) -> TrainConfig field, for the options a user gives explicitly
 _FLAG_FIELDS = {
     "dataset": "dataset", "split": "split", "epochs": "epochs", "batch": "batch", "size": "size", "seed": "seed",
-    "lr": "lr", "optimizer": "optimizer", "schedule": "schedule", "weight_decay": "weight_decay",
+    "lr": "lr", "ema_decay": "ema_decay", "optimizer": "optimizer", "schedule": "schedule", "weight_decay": "weight_decay",
     "warmup_epochs": "warmup_epochs", "val_fraction": "val_fraction", "select_metric": "select_metric",
     "loss": "loss", "threads": "threads", "limit": "limit", "backbone_weights": "backbone_weights",
     "data_root": "data_root", "init_from": "init_from", "amp": "amp",
@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML file of training options (keys of TrainConfig); flags override it")
     p.add_argument("--model-args", default=None, help='JSON dict of model keyword arguments, e.g. \'{"variant": 1}\'')
     p.add_argument("--lr", type=positive_float, default=None)
+    p.add_argument("--ema-decay", type=non_negative_float, default=None,
+                   help="exponential moving average of the weights, e.g. 0.99 (default 0: off); best.pt holds the average")
     p.add_argument("--optimizer", choices=("adamw", "adam", "sgd"), default=None)
     p.add_argument("--schedule", choices=("cosine", "poly", "step", "constant", "triangle"), default=None)
     p.add_argument("--weight-decay", type=non_negative_float, default=None)

@@ -44,6 +44,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.01
     step_epochs: int = 50  # step schedule: x0.1 every step_epochs
     grad_clip_value: float | None = None  # clamp every gradient element to [-v, v] (CPD)
+    # exponential moving average of the weights (and BatchNorm statistics) after every step, e.g. 0.99; 0 = off.
+    # Validation, best.pt and last.pt's weights are the average (free at inference); last.pt also keeps the raw ones
+    ema_decay: float = 0.0
     # augmentation
     aug_flip: bool = True
     aug_rot90: bool = True
@@ -119,6 +122,8 @@ class TrainConfig:
         for option in ("momentum", "min_lr_ratio", "aug_crop_prob"):
             if not _finite(getattr(self, option)) or not 0.0 <= getattr(self, option) <= 1.0:
                 raise bad(option, "a number in [0, 1]")
+        if not _finite(self.ema_decay) or not 0.0 <= self.ema_decay < 1.0:
+            raise bad("ema_decay", "a number in [0, 1) (0 = no moving average; e.g. 0.99)")
         if not _finite(self.val_fraction) or not 0.0 <= self.val_fraction < 1.0:
             raise bad("val_fraction", "a number in [0, 1)")
         if self.grad_clip_value is not None and (not _finite(self.grad_clip_value) or self.grad_clip_value <= 0):

@@ -234,6 +234,15 @@ class TrainStep:
         return loss.detach()
 
 
+def moving_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """Return an exponential moving average of ``model``'s weights and buffers (PyTorch's ``AveragedModel``), or None at 0."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _build(cfg: TrainConfig) -> nn.Module:
     try:
         return build_model(cfg.model, cfg.model_kwargs, pretrained=cfg.pretrained, backbone_weights=cfg.backbone_weights)
@@ -285,6 +294,8 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
     autocast_dtype = amp_dtype(cfg, device)
     train_step = TrainStep(model, loss_fn, optimizer, device, autocast_dtype, cfg.grad_clip_value)
     scaler = train_step.scaler
+    ema = moving_average(model, cfg.ema_decay)
+    kept = model if ema is None else ema.module  # what is validated and saved as the model's weights
 
     start_epoch, step, train_seconds = 0, 0, 0.0
     best: dict[str, float] | None = None
@@ -296,7 +307,10 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
         if state is None:
             raise CheckpointError(f"{last_path}: holds no training state; it cannot be resumed")
         _check_resume_config(state["config"], cfg, last_path)
-        load_weights(model, ckpt["state_dict"], last_path, cfg.model)
+        load_weights(model, state.get("raw_state_dict") or ckpt["state_dict"], last_path, cfg.model)
+        if ema is not None:
+            load_weights(ema.module, ckpt["state_dict"], last_path, cfg.model)
+            ema.n_averaged.fill_(int(state["ema_n_averaged"]))
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("grad_scaler"):
             scaler.load_state_dict(state["grad_scaler"])
@@ -341,6 +355,8 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
                 if cfg.channels_last:
                     x = to_channels_last(x)
                 losses.append(float(train_step(x, y, epoch).item()))
+                if ema is not None:
+                    ema.update_parameters(model)
                 step += 1
                 shown = f"loss {np.mean(losses):.4f}"
                 if best is not None:
@@ -348,7 +364,7 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
                 bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.epochs}  {shown}")
             synchronize(device)
             step_seconds = time.perf_counter() - t0
-            scores = (evaluate_model(model, val_data, cfg.size, device, autocast_dtype=autocast_dtype,
+            scores = (evaluate_model(kept, val_data, cfg.size, device, autocast_dtype=autocast_dtype,
                                      channels_last=cfg.channels_last) if val_data is not None
                       else {"S_alpha": math.nan, "MAE": math.nan, "weighted_F": math.nan})
             seconds = time.perf_counter() - t0
@@ -364,15 +380,17 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
             save_now = (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
             # without validation the best model is the last one: written with last.pt only
             if improved and (val_data is not None or save_now):
-                save_checkpoint(best_path, make_checkpoint(model, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
+                save_checkpoint(best_path, make_checkpoint(kept, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
                                                            IMAGENET_STD, meta=meta))
             if save_now:
                 train_state = {"epoch": epoch + 1, "step": step, "train_seconds": train_seconds, "best": best,
                                "best_epoch": best_epoch, "history": history, "config": cfg.to_dict(),
                                "optimizer": optimizer.state_dict(), "rng": rng_state(),
                                "cuda_rng": torch.cuda.get_rng_state() if device.startswith("cuda") else None,
-                               "grad_scaler": scaler.state_dict() if scaler is not None else None}
-                save_checkpoint(last_path, make_checkpoint(model, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
+                               "grad_scaler": scaler.state_dict() if scaler is not None else None,
+                               "raw_state_dict": model.state_dict() if ema is not None else None,
+                               "ema_n_averaged": int(ema.n_averaged) if ema is not None else None}
+                save_checkpoint(last_path, make_checkpoint(kept, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
                                                            IMAGENET_STD, meta=meta, train_state=train_state))
                 record.write(history, best, best_epoch, train_seconds, finished=epoch + 1 == cfg.epochs)
             shown = (f"val S {scores['S_alpha']:.4f}  MAE {scores['MAE']:.4f}  wF {scores['weighted_F']:.4f}"
