@@ -37,6 +37,7 @@ PLAN=(
     "litenet|litenet|95|--size 224"
     "litenet-s2|litenet|70|--size 224 --model-args {\"finest_stride\":2}"
     "litenet-320|litenet|70|--size 320"
+    "litenet-320-ema|litenet|70|--size 320 --ema-decay 0.99"
     "edrnet|edrnet|45|--size 224"
     "cpd|cpd|40|--size 352"
     "f3net|f3net|40|--size 352"
