@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1 run=$2 split=$3
 db=.venv/bin/defectbench
-$db export --checkpoint "$run/best.pt" --out "src/defectbench/weights/litenet_$name.pt"
+$db export --checkpoint "$run/best.pt" --format pt --out "src/defectbench/weights/litenet_$name.pt"
 $db predict --model litenet --weights "$name" --dataset "$name" --split "$split" --out "$run/maps-shipped-$split"
 mkdir -p benchmarks/results
 $db eval --dataset "$name" --split "$split" --pred "$run/maps-shipped-$split" --by-class \
