@@ -30,28 +30,12 @@ import argparse
 import importlib.util
 import os
 import platform
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
-
-
-def fps_rounds(runs: dict[str, Callable[[], object]], rounds: int, iters: int) -> dict[str, float]:
-    """Return the median over ``rounds`` of each callable's calls per second; rounds interleave the callables."""
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for fn in runs.values():
-        for _ in range(5):
-            fn()
-    for _ in range(rounds):
-        for name, fn in runs.items():
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                fn()
-            rates[name].append(iters / (time.perf_counter() - t0))
-    return {name: statistics.median(r) for name, r in rates.items()}
 
 
 class RetiredJitPredictor:
@@ -119,6 +103,7 @@ def main() -> None:
     import onnxruntime
     import openvino
 
+    from defectbench.bench.speed import interleaved_fps
     from defectbench.data.imageio import saliency_to_uint8
     from defectbench.deploy import ExportedPredictor, export_checkpoint
     from defectbench.deploy.engines import fastest_engine
@@ -162,10 +147,7 @@ def main() -> None:
         x_cl, x_np = x.contiguous(memory_format=torch.channels_last), x.numpy()
 
         def torch_net(runner: Callable, inp: torch.Tensor) -> Callable[[], object]:
-            def run() -> object:
-                with torch.inference_mode():
-                    return runner(inp)
-            return run
+            return lambda: runner(inp)  # interleaved_fps runs it under torch.inference_mode
 
         def exported_net(predictor: ExportedPredictor) -> Callable[[], object]:
             return lambda: predictor.logits(x_np)
@@ -178,8 +160,8 @@ def main() -> None:
             if name not in network:
                 network[name] = exported_net(predictors[name])
         end_to_end = {name: image_to_map(p) for name, p in predictors.items()}
-        net_fps = fps_rounds(network, args.rounds, args.iters)
-        e2e_fps = fps_rounds(end_to_end, args.rounds, args.iters)
+        net_fps = interleaved_fps(network, args.rounds, args.iters)
+        e2e_fps = interleaved_fps(end_to_end, args.rounds, args.iters)
         reference = eager.predict(image)
         map_diff = {name: float(np.abs(p.predict(image) - reference).max()) for name, p in predictors.items()}
         precision = predictors["openvino default precision"].network.compiled.get_property("INFERENCE_PRECISION_HINT")

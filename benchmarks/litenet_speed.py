@@ -21,7 +21,6 @@ defect-specific reference, 32 FPS on an RTX 3080); with ``--checkpoint``, the ca
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,22 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def fps_rounds(runs: dict[str, Callable[[], object]], rounds: int, iters: int) -> dict[str, float]:
-    """Return the median over ``rounds`` of each callable's calls per second; rounds interleave the callables."""
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    with torch.inference_mode():
-        for fn in runs.values():
-            for _ in range(5):
-                fn()
-        for _ in range(rounds):
-            for name, fn in runs.items():
-                t0 = time.perf_counter()
-                for _ in range(iters):
-                    fn()
-                rates[name].append(iters / (time.perf_counter() - t0))
-    return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def end_to_end_fps(predictor: object, iters: int) -> float:
@@ -68,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from defectbench.bench.speed import count_parameters, state_dict_mb
+    from defectbench.bench.speed import count_parameters, interleaved_fps, state_dict_mb
     from defectbench.deploy import ExportedPredictor, export_model, load_predictor
     from defectbench.deploy.engines import fastest_engine
     from defectbench.methods.saliency import create_model
@@ -93,7 +76,7 @@ def main() -> None:
             xn = x.numpy()
             runs[name] = lambda model=model, x=x: model(x)
             runs[f"{name} --optimize"] = lambda fast=fast, xn=xn: fast.logits(xn)
-        fps = fps_rounds(runs, args.rounds, args.iters)
+        fps = interleaved_fps(runs, args.rounds, args.iters)
     e2e = {name: end_to_end_fps(load_predictor(path, model="litenet", threads=args.threads, optimize=True),
                                 args.iters * 2) for name, path in sources.items()}
 

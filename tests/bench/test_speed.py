@@ -8,7 +8,8 @@ from functools import partial
 import pytest
 import torch
 
-from defectbench.bench.speed import count_parameters, measure_named, measure_sam, state_dict_mb, time_calls
+from defectbench.bench.speed import (count_parameters, interleaved_fps, measure_named, measure_sam, state_dict_mb,
+                                     time_calls)
 from defectbench.cli import main
 from tests.methods.sam.helpers import build_tiny_sam
 
@@ -90,3 +91,11 @@ def test_measure_named_dispatches(monkeypatch):
     measure_named("sam-vit_h", "cpu", 352, "amg", 3.0)
     measure_named("cpd", "cpu", 320)
     assert seen == [("sam", ("vit_h", "cpu", "amg", 352, 3.0)), ("sod", ("cpd", "cpu", 320, 10.0))]
+
+
+def test_interleaved_fps_warms_up_then_alternates_rounds() -> None:
+    calls: list[str] = []
+    rates = interleaved_fps({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, iters=2,
+                            warmup=1)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3  # one warm-up call each, then rounds take turns
+    assert set(rates) == {"a", "b"} and all(r > 0 for r in rates.values())

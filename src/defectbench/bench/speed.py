@@ -15,8 +15,9 @@ For SAM ``what`` says what was timed: ``encoder`` (the image encoder at SAM's 10
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from defectbench.bench.config import MethodSpec
@@ -68,6 +69,29 @@ def time_calls(fn: Callable[[], Any], device: str, max_seconds: float = 10.0, ma
         if iters >= 1 and elapsed / iters * (iters + 1) > max_seconds * 1.5:
             break
     return iters / elapsed, iters, elapsed
+
+
+def interleaved_fps(runs: Mapping[str, Callable[[], Any]], rounds: int = 7, iters: int = 20,
+                    warmup: int = 5) -> dict[str, float]:
+    """Return each callable's median calls per second over ``rounds``; every round times each callable in turn.
+
+    Interleaving spreads load from other processes over all callables alike, so their ratios stay fair on a
+    shared machine. Each runs ``warmup`` calls first; all run under ``torch.inference_mode``.
+    """
+    import torch
+
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.inference_mode():
+        for fn in runs.values():
+            for _ in range(warmup):
+                fn()
+        for _ in range(rounds):
+            for name, fn in runs.items():
+                t0 = time.perf_counter()
+                for _ in range(iters):
+                    fn()
+                rates[name].append(iters / (time.perf_counter() - t0))
+    return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def _synchronizer(device: str) -> Callable[[], None]:

@@ -38,6 +38,27 @@ def _find_weights(file_name: str, weights_path: str | Path | None, url: str, wha
     )
 
 
+def state_dict_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
+    """Describe how ``state`` fails to fit ``own`` (counts and a first example), or None when keys and shapes match."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or wrong):
+        return None
+    example = (f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, needs {tuple(own[wrong[0]].shape)}" if wrong
+               else (missing or unexpected)[0])
+    return (f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} wrong-shaped tensors; "
+            f"e.g. {example}")
+
+
+def load_exact(net: nn.Module, state: dict[str, torch.Tensor], path: str | Path, what: str) -> None:
+    """Load ``state`` into ``net`` strictly; if keys or shapes differ raise ``{path}: not {what} (counts; e.g. ...)``."""
+    problem = state_dict_mismatch(net.state_dict(), state)
+    if problem:
+        raise CheckpointError(f"{path}: not {what} ({problem})")
+    net.load_state_dict(state, strict=True)
+
+
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Load a state dict from a .pth/.pt file, unwrapping common containers; clear error if unreadable."""
     from defectbench.torch_io import load_weights_only
@@ -61,18 +82,7 @@ def build_resnet(depth: int, pretrained: bool = True, weights_path: str | Path |
     if pretrained:
         file_name, url = RESNET_FILES[depth]
         path = _find_weights(file_name, weights_path, url, f"ResNet-{depth}")
-        state = load_state_dict_file(path)
-        own = net.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-        if missing or unexpected or wrong:
-            example = f"; e.g. {wrong[0]} is {tuple(state[wrong[0]].shape)}, needs {tuple(own[wrong[0]].shape)}" if wrong else ""
-            raise CheckpointError(
-                f"{path}: not a ResNet-{depth} ImageNet state dict ({len(missing)} missing, {len(unexpected)} unexpected, "
-                f"{len(wrong)} wrong-shaped tensors{example})"
-            )
-        net.load_state_dict(state, strict=True)
+        load_exact(net, load_state_dict_file(path), path, f"a ResNet-{depth} ImageNet state dict")
     return net
 
 

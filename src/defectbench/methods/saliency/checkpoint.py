@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from defectbench.atomic import atomic_write_bytes
 from defectbench.errors import CheckpointError
+from defectbench.methods.saliency.backbones import state_dict_mismatch
 
 FORMAT = "defectbench-saliency-checkpoint"
 VERSION = 1
@@ -104,15 +105,10 @@ def read_checkpoint(path: str | Path, expected_model: str | None = None) -> dict
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path, model_name: str) -> None:
     """Load a state dict strictly (cast to the model's dtypes); a mismatch becomes one clear line."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        first = (wrong or missing or unexpected)[0]
-        raise CheckpointError(
-            f"{source}: weights do not fit model {model_name!r} ({len(missing)} missing, {len(unexpected)} unexpected, "
-            f"{len(wrong)} wrong-shaped tensors, e.g. {first}); the checkpoint is for another model or version"
-        )
+    problem = state_dict_mismatch(own, state)
+    if problem:
+        raise CheckpointError(f"{source}: weights do not fit model {model_name!r} ({problem}); the checkpoint is for "
+                              "another model or version")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 

@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectbench.errors import CheckpointError
-from defectbench.methods.saliency.backbones import _find_weights, load_state_dict_file
+from defectbench.methods.saliency.backbones import _find_weights, load_exact, load_state_dict_file
 
 RES2NET50_V1B_FILE = (
     "res2net50_v1b_26w_4s-3cf99910.pth",
@@ -139,25 +138,6 @@ class Res2NetV1b(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x)[3], 1), 1))
 
 
-def load_exact(net: nn.Module, path: Path, what: str, unused: tuple[str, ...] = ()) -> None:
-    """Load the state dict in ``path`` into ``net``, requiring every key and shape to match (else CheckpointError).
-
-    Keys of the file that start with one of ``unused`` (e.g. a classifier ``net`` was built without) are dropped.
-    """
-    state = {k: v for k, v in load_state_dict_file(path).items() if not k.startswith(unused)}
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        example = f"; e.g. {wrong[0]} is {tuple(state[wrong[0]].shape)}, needs {tuple(own[wrong[0]].shape)}" if wrong else ""
-        raise CheckpointError(
-            f"{path}: not a {what} ImageNet state dict ({len(missing)} missing, {len(unexpected)} unexpected, "
-            f"{len(wrong)} wrong-shaped tensors{example})"
-        )
-    net.load_state_dict(state, strict=True)
-
-
 def build_res2net50_v1b(pretrained: bool = True, weights_path: str | Path | None = None,
                         classifier: bool = True) -> Res2NetV1b:
     """Return Res2Net-50 v1b 26w x 4s, with the official ImageNet weights when ``pretrained``.
@@ -169,5 +149,7 @@ def build_res2net50_v1b(pretrained: bool = True, weights_path: str | Path | None
     if pretrained:
         file_name, url = RES2NET50_V1B_FILE
         path = _find_weights(file_name, weights_path, url, "Res2Net-50 v1b")
-        load_exact(net, path, "Res2Net-50 v1b 26w_4s", unused=() if classifier else ("fc.",))
+        unused = () if classifier else ("fc.",)  # a classifier the net was built without
+        state = {k: v for k, v in load_state_dict_file(path).items() if not k.startswith(unused)}
+        load_exact(net, state, path, "a Res2Net-50 v1b 26w_4s ImageNet state dict")
     return net

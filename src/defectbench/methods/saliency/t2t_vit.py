@@ -34,6 +34,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from defectbench.errors import CheckpointError, ConfigError
+from defectbench.methods.saliency.backbones import load_exact
 from defectbench.paths import checkpoints_dir
 
 _RELEASE = "https://github.com/yitu-opensource/T2T-ViT/releases/download/main/"
@@ -265,18 +266,7 @@ def read_t2t_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def load_t2t_weights(net: T2TViT, path: Path) -> None:
     """Load official T2T-ViT weights into ``net`` (classifier and fixed position table dropped), every shape checked."""
     state = {k: v for k, v in read_t2t_state_dict(path).items() if not k.startswith("head.") and k != "pos_embed"}
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        example = (f"; e.g. {wrong[0]} is {tuple(state[wrong[0]].shape)}, needs {tuple(own[wrong[0]].shape)}" if wrong
-                   else f"; e.g. {(missing or unexpected)[0]}")
-        raise CheckpointError(
-            f"{path}: not a T2T-ViT-14 ImageNet state dict of this token type ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected, {len(wrong)} wrong-shaped tensors{example})"
-        )
-    net.load_state_dict(state, strict=True)
+    load_exact(net, state, path, "a T2T-ViT-14 ImageNet state dict of this token type")
 
 
 def build_t2t_vit_14(pretrained: bool = True, weights_path: str | Path | None = None,
