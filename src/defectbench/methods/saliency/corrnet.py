@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from defectbench.methods.saliency.attention import ChannelAttention, SpatialAttention
 from defectbench.methods.saliency.registry import register_model
 from defectbench.methods.saliency.vgg import build_vgg16
 
@@ -123,31 +124,6 @@ class CorrelationModule(nn.Module):
         return self.pred(self.conv_fusion(torch.cat([exemplar_out, query_out], dim=1)))
 
 
-class ChannelAttention(nn.Module):
-    """Max-pooled squeeze-excitation (ratio 4), sigmoid weights per channel."""
-
-    def __init__(self, channels: int, ratio: int = 4):
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, channels // ratio, 1, bias=False)
-        self.fc2 = nn.Conv2d(channels // ratio, channels, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``B x C x 1 x 1`` weights in (0, 1)."""
-        return torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_max_pool2d(x, 1)))))
-
-
-class SpatialAttention(nn.Module):
-    """3 x 3 conv on the channel-wise max, sigmoid weights per position."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 1, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``B x 1 x H x W`` weights in (0, 1)."""
-        return torch.sigmoid(self.conv1(x.amax(dim=1, keepdim=True)))
-
-
 class DenseLightResidual(nn.Module):
     """CorrNet's DLRB: three dilated (2, 4, 6) depthwise-separable convs with dense residual 1 x 1 fusions."""
 
@@ -173,8 +149,8 @@ class CorrDecoder(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.ca_x1, self.sa_x1 = ChannelAttention(64), SpatialAttention()
-        self.ca_x2, self.sa_x2 = ChannelAttention(128), SpatialAttention()
+        self.ca_x1, self.sa_x1 = ChannelAttention(64, ratio=4), SpatialAttention(3)
+        self.ca_x2, self.sa_x2 = ChannelAttention(128, ratio=4), SpatialAttention(3)
         self.decoder3 = nn.Sequential(DenseLightResidual(256), nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
                                       ds_conv(256, 128))
         self.decoder2 = nn.Sequential(ds_conv(256, 128), DenseLightResidual(128),

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from defectbench.methods.saliency.attention import ChannelAttention, SpatialAttention
 from defectbench.methods.saliency.registry import register_model
 from defectbench.methods.saliency.vgg import build_vgg16_bn, vgg16_bn_stages
 
@@ -46,31 +47,6 @@ def basic_conv(cin: int, cout: int, kernel_size: int = 3) -> nn.Sequential:
     """Conv (no bias) + BN + ReLU."""
     return nn.Sequential(nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2, bias=False), nn.BatchNorm2d(cout),
                          nn.ReLU(inplace=True))
-
-
-class ChannelAttention(nn.Module):
-    """Max-pooled squeeze-excitation (ratio 16), sigmoid weights per channel."""
-
-    def __init__(self, channels: int, ratio: int = 16):
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, channels // ratio, 1, bias=False)
-        self.fc2 = nn.Conv2d(channels // ratio, channels, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``B x C x 1 x 1`` weights in (0, 1)."""
-        return torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_max_pool2d(x, 1)))))
-
-
-class SpatialAttention(nn.Module):
-    """7 x 7 conv on the channel-wise max, sigmoid weights per position."""
-
-    def __init__(self, kernel_size: int = 7):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``B x 1 x H x W`` weights in (0, 1)."""
-        return torch.sigmoid(self.conv1(x.amax(dim=1, keepdim=True)))
 
 
 class CBAM(nn.Module):
