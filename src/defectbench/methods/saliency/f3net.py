@@ -28,8 +28,8 @@ def _resize(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def _head_init(module: nn.Module) -> None:
-    """F3Net's ``weight_init``: Kaiming-normal (fan-in) convs with zero bias, unit/zero BN."""
+def head_init(module: nn.Module) -> None:
+    """F3Net's (and GCPANet's) ``weight_init``: Kaiming-normal (fan-in) convs with zero bias, unit/zero BN."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
@@ -145,7 +145,7 @@ class F3Net(nn.Module):
         self.linearr2, self.linearr3, self.linearr4, self.linearr5 = _head(), _head(), _head(), _head()
         for name, child in self.named_children():
             if name != "bkbone":
-                _head_init(child)
+                head_init(child)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """Train: ``[pred2, pred1, out2r, out3r, out4r, out5r]`` logits; eval: ``pred2`` (all at input size)."""

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectbench.methods.saliency.f3net import ResNet50Trunk
+from defectbench.methods.saliency.f3net import ResNet50Trunk, head_init  # the same weight_init as F3Net's
 from defectbench.methods.saliency.registry import register_model
 
 
@@ -45,18 +45,6 @@ def _resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def _conv_bn_relu(cin: int, cout: int, kernel_size: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-def _head_init(module: nn.Module) -> None:
-    """GCPANet's ``weight_init``: Kaiming-normal (fan-in) convolutions with zero bias, BN weight 1 and bias 0."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def modulate(f: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
@@ -147,7 +135,7 @@ class GCPANet(nn.Module):
         self.linear5, self.linear4, self.linear3, self.linear2 = (nn.Conv2d(c, 1, kernel_size=3, padding=1) for _ in range(4))
         for name, child in self.named_children():
             if name != "bkbone":
-                _head_init(child)
+                head_init(child)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """Train: ``[out2, out3, out4, out5]`` logits; eval: ``out2`` (all at input size)."""
