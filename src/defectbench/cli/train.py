@@ -12,12 +12,23 @@ from defectbench.errors import ConfigError
 
 # CLI flag (dest) -> TrainConfig field, for the options a user gives explicitly
 _FLAG_FIELDS = {
-    "dataset": "dataset", "split": "split", "epochs": "epochs", "batch": "batch", "size": "size", "seed": "seed",
+    "dataset": "dataset", "split": "split", "epochs": "epochs", "batch": "batch", "size": "size", "train_sizes": "train_sizes", "seed": "seed",
     "lr": "lr", "ema_decay": "ema_decay", "optimizer": "optimizer", "schedule": "schedule", "weight_decay": "weight_decay",
     "warmup_epochs": "warmup_epochs", "val_fraction": "val_fraction", "select_metric": "select_metric",
     "loss": "loss", "threads": "threads", "limit": "limit", "backbone_weights": "backbone_weights",
     "data_root": "data_root", "init_from": "init_from", "amp": "amp",
 }
+
+
+def size_list(text: str) -> tuple[int, ...]:
+    """Parse ``--train-sizes``: comma-separated positive multiples of 32."""
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or any(v < 32 or v % 32 for v in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated multiples of 32, e.g. 256,320,384")
+    return sizes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--batch", type=positive_int, default=None)
     p.add_argument("--size", type=positive_int, default=None, help="square input size, divisible by 32 (default 224)")
+    p.add_argument("--train-sizes", type=size_list, default=None, metavar="S1,S2,...",
+                   help="multi-scale training: each batch at one of these sizes (multiples of 32), e.g. 256,320,384; "
+                        "validation and the checkpoint use --size")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", required=True, help="run folder (best.pt, last.pt, run.json, train.log)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")

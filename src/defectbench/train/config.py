@@ -25,6 +25,9 @@ class TrainConfig:
     epochs: int = 60
     batch: int = 8
     size: int = 224
+    # multi-scale training: each batch's square input size is drawn from these (multiples of 32), a pure function of
+    # (seed, epoch, step); validation and the saved checkpoint use ``size``. None = every batch at ``size``
+    train_sizes: tuple[int, ...] | None = None
     seed: int = 0
     # held-out validation part of the training split (stratified by defect class, seeded)
     val_fraction: float = 0.1
@@ -71,6 +74,7 @@ class TrainConfig:
         """Return the config as a JSON-able dict."""
         d = dataclasses.asdict(self)
         d["aug_crop_scale"] = list(self.aug_crop_scale)
+        d["train_sizes"] = None if self.train_sizes is None else list(self.train_sizes)
         return d
 
     @classmethod
@@ -83,6 +87,8 @@ class TrainConfig:
         data = dict(data)
         if "aug_crop_scale" in data and data["aug_crop_scale"] is not None:
             data["aug_crop_scale"] = tuple(float(v) for v in data["aug_crop_scale"])
+        if isinstance(data.get("train_sizes"), (list, tuple)):
+            data["train_sizes"] = tuple(data["train_sizes"])
         cfg = cls(**data)
         cfg.validate(source)
         return cfg
@@ -107,6 +113,11 @@ class TrainConfig:
 
         if not isinstance(self.size, int) or self.size < 32 or self.size % 32:
             raise bad("size", "a positive multiple of 32 (e.g. 192, 224, 256)")
+        if self.train_sizes is not None and (
+                not isinstance(self.train_sizes, tuple) or not self.train_sizes
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 32 and v % 32 == 0
+                           for v in self.train_sizes)):
+            raise bad("train_sizes", "one or more positive multiples of 32 (e.g. 256,320,384), or unset")
         for option in ("epochs", "batch", "save_every", "step_epochs"):
             if not isinstance(getattr(self, option), int) or getattr(self, option) < 1:
                 raise bad(option, "an integer >= 1")
@@ -145,7 +156,8 @@ class TrainConfig:
         from defectbench.methods.saliency.registry import check_input_size
 
         try:  # transformers take only the sizes their patch grids accept
-            check_input_size(self.model, self.size)
+            for size in (self.size, *(self.train_sizes or ())):
+                check_input_size(self.model, size)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 

@@ -77,6 +77,13 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def batch_size_at(sizes: Sequence[int] | None, default: int, seed: int, epoch: int, step: int) -> int:
+    """Return the square input size of one training batch: ``default``, or one of ``sizes`` drawn from (seed, epoch, step)."""
+    if not sizes:
+        return default
+    return int(sizes[int(np.random.default_rng([seed, epoch, step, 7]).integers(0, len(sizes)))])
+
+
 def data_hash(samples: Sequence[Sample]) -> str:
     """Return a sha256 over the ids and file bytes of ``samples`` (images and masks), for run records."""
     h = hashlib.sha256()

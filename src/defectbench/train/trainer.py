@@ -31,7 +31,7 @@ from defectbench.methods.saliency.checkpoint import (
     set_rng_state,
 )
 from defectbench.train.config import TrainConfig
-from defectbench.train.data import LoadedSamples, epoch_order, holdout_split, to_channels_last
+from defectbench.train.data import LoadedSamples, batch_size_at, epoch_order, holdout_split, to_channels_last
 from defectbench.train.optim import build_optimizer, lr_factor, set_lr
 from defectbench.methods.saliency.predictor import logits_to_maps, prepare_batch
 from defectbench.train.record import RunRecord
@@ -329,12 +329,13 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
     steps_per_epoch = max(1, n // cfg.batch) if n >= cfg.batch else 1
     precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[autocast_dtype]
     log(f"{cfg.model}: {len(train_samples)} training / {len(val_samples)} validation images of {cfg.dataset} "
-        f"{cfg.split}, {steps_per_epoch} steps per epoch, input {cfg.size}, {torch.get_num_threads()} threads, "
+        f"{cfg.split}, {steps_per_epoch} steps per epoch, input {cfg.size}"
+        + (f" (training batches at {'/'.join(map(str, cfg.train_sizes))})" if cfg.train_sizes else "")
+        + f", {torch.get_num_threads()} threads, "
         f"{device} {precision}")
     meta_base = {"dataset": cfg.dataset, "split": cfg.split, "seed": cfg.seed, "config": cfg.to_dict()}
 
     from rich.progress import TextColumn
-
 
     from defectbench.progress import make_progress
 
@@ -350,7 +351,8 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
             for b in range(steps_per_epoch):
                 idx = order[b * cfg.batch:(b + 1) * cfg.batch]
                 set_lr(optimizer, lr_factor(cfg, step, steps_per_epoch))
-                x, y = train_data.batch(idx, epoch, cfg.seed, cfg.size, aug)
+                size = batch_size_at(cfg.train_sizes, cfg.size, cfg.seed, epoch, b)
+                x, y = train_data.batch(idx, epoch, cfg.seed, size, aug)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if cfg.channels_last:
                     x = to_channels_last(x)
