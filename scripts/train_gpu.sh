@@ -35,9 +35,9 @@ export DEFECTBENCH_DATA=${DEFECTBENCH_DATA:-../shared/datasets}
 # name | model | budget seconds | extra train options (the model's recipe supplies the rest)
 PLAN=(
     "litenet|litenet|95|--size 224"
-    "litenet-s2|litenet|70|--size 224 --model-args {\"finest_stride\":2}"
     "litenet-320|litenet|70|--size 320"
     "litenet-320-ema|litenet|70|--size 320 --ema-decay 0.99"
+    "litenet-320-ms-ema|litenet|70|--size 320 --train-sizes 256,320,384 --ema-decay 0.99"
     "edrnet|edrnet|45|--size 224"
     "cpd|cpd|40|--size 352"
     "f3net|f3net|40|--size 352"

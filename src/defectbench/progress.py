@@ -9,15 +9,17 @@ from typing import Any
 
 
 def make_progress(enabled: bool = True, transient: bool = True, console: Any | None = None,
-                  extra_columns: tuple[Any, ...] = ()) -> Any:
-    """Return a rich ``Progress`` with defectbench's columns (description, bar, done/total, time spent and left,
-    then ``extra_columns``), on stderr unless another ``console`` is given."""
+                  extra_columns: tuple[Any, ...] = (), units: str = "items") -> Any:
+    """Return a rich ``Progress`` with defectbench's columns (description, bar, done/total — or bytes and rate when
+    ``units="bytes"`` —, time spent and left, then ``extra_columns``), on stderr unless another ``console`` is given."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn, TransferSpeedColumn)
 
     if console is None:
         console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    counts = (DownloadColumn(), TransferSpeedColumn()) if units == "bytes" else (MofNCompleteColumn(),)
+    return Progress(TextColumn("{task.description}"), BarColumn(), *counts, TimeElapsedColumn(),
                     TimeRemainingColumn(), *extra_columns, console=console, transient=transient, disable=not enabled)
 
 

@@ -67,7 +67,7 @@ def content_digest(folder: Path, patterns: tuple[str, ...]) -> tuple[str, int]:
 
 
 def _download(url: str, dest: Path, progress: bool) -> None:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from defectbench.progress import make_progress
 
     try:
         resp = urllib.request.urlopen(url, timeout=30)  # noqa: S310 - fixed https URLs
@@ -75,10 +75,8 @@ def _download(url: str, dest: Path, progress: bool) -> None:
         reason = getattr(exc, "reason", exc)
         raise DataError(f"could not download {url} ({reason}); check the network, or download it by hand") from None
     total = int(resp.headers.get("Content-Length") or 0) or None
-    with resp, open(dest, "wb") as out, Progress(
-        TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), disable=not progress, transient=True
-    ) as bar:
-        task = bar.add_task("download", total=total)
+    with resp, open(dest, "wb") as out, make_progress(progress, units="bytes") as bar:
+        task = bar.add_task("downloading", total=total)
         while True:
             try:
                 chunk = resp.read(1 << 20)
