@@ -25,7 +25,7 @@ def test_download_progress_uses_the_shared_bar(tmp_path, monkeypatch) -> None:
     made: list[str] = []
     real = make_progress
 
-    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def recording(*args, **kwargs):
         made.append(kwargs.get("units", "items"))
         return real(*args, **kwargs)
 
@@ -40,10 +40,10 @@ def test_download_progress_uses_the_shared_bar(tmp_path, monkeypatch) -> None:
         def read(self, n: int) -> bytes:
             return self.chunks.pop(0)
 
-        def __enter__(self):  # noqa: ANN204
+        def __enter__(self):
             return self
 
-        def __exit__(self, *exc) -> None:  # noqa: ANN002
+        def __exit__(self, *exc) -> None:
             pass
 
     monkeypatch.setattr(fetch_module.urllib.request, "urlopen", lambda url, timeout: Response())

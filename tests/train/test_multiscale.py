@@ -27,7 +27,7 @@ def test_batch_size_is_a_pure_function_covering_every_size() -> None:
 
 
 @pytest.mark.parametrize("sizes", [(), (100,), (64, 0), (64, True), (64, 96.0), "64"])
-def test_bad_sizes_are_refused(sizes) -> None:  # noqa: ANN001
+def test_bad_sizes_are_refused(sizes) -> None:
     with pytest.raises(ConfigError, match="train_sizes"):
         TrainConfig.for_model("litenet", {"train_sizes": sizes})
 
@@ -45,7 +45,7 @@ def test_training_batches_take_the_drawn_sizes_validation_stays_at_size(tmp_path
     seen: list[int] = []
     build = trainer._build
 
-    def recording_build(cfg):  # noqa: ANN001, ANN202
+    def recording_build(cfg):
         model = build(cfg)
         model.register_forward_pre_hook(lambda m, args: seen.append(int(args[0].shape[-1])))
         return model

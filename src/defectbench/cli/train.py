@@ -12,7 +12,8 @@ from defectbench.errors import ConfigError
 
 # CLI flag (dest) -> TrainConfig field, for the options a user gives explicitly
 _FLAG_FIELDS = {
-    "dataset": "dataset", "split": "split", "epochs": "epochs", "batch": "batch", "size": "size", "train_sizes": "train_sizes", "seed": "seed",
+    "dataset": "dataset", "split": "split", "epochs": "epochs", "batch": "batch", "size": "size",
+    "train_sizes": "train_sizes", "seed": "seed",
     "lr": "lr", "ema_decay": "ema_decay", "optimizer": "optimizer", "schedule": "schedule", "weight_decay": "weight_decay",
     "warmup_epochs": "warmup_epochs", "val_fraction": "val_fraction", "select_metric": "select_metric",
     "loss": "loss", "threads": "threads", "limit": "limit", "backbone_weights": "backbone_weights",
