@@ -60,6 +60,16 @@ def test_quantized_ir_is_int8_and_follows_fp32(fp32_ir, tmp_path) -> None:
         assert 0 < np.abs(m8 - m32).max() and np.abs(m8 - m32).mean() < 0.05
 
 
+def test_calibration_picks_are_evenly_spaced_and_bounded() -> None:
+    from defectbench.deploy.quantize import evenly_spaced
+
+    assert evenly_spaced(10, 3) == [0, 4, 9]
+    assert evenly_spaced(5, 300) == [0, 1, 2, 3, 4]
+    picks = evenly_spaced(540, 300)
+    assert len(picks) == 300 and picks[0] == 0 and picks[-1] == 539 and picks == sorted(set(picks))
+    assert evenly_spaced(0, 300) == []
+
+
 def test_misuse_is_one_clear_line(fp32_ir, tmp_path, monkeypatch) -> None:
     from defectbench.deploy.quantize import calibration_batches, quantize_openvino
 

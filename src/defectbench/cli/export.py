@@ -80,10 +80,13 @@ def _calibration_images(checkpoint: str, args: argparse.Namespace) -> tuple[list
     if "test" in split:
         raise DefectbenchError(f"--calibration-split {split}: calibrating on a test split would tune the model to the "
                                "images it is scored on; use a training split")
+    from defectbench.deploy.quantize import evenly_spaced
+
     samples = load_dataset(dataset, args.data_root).split(split)
-    console.print(f"INT8: calibrating on {min(len(samples), args.calibration_images)} of {len(samples)} images of "
-                  f"{dataset}/{split}, evenly spaced", highlight=False)
-    return [s.image() for s in samples], {"dataset": dataset, "split": split}
+    picks = evenly_spaced(len(samples), args.calibration_images)  # decode only the images calibration uses
+    console.print(f"INT8: calibrating on {len(picks)} of {len(samples)} images of {dataset}/{split}, evenly spaced",
+                  highlight=False)
+    return [samples[i].image() for i in picks], {"dataset": dataset, "split": split}
 
 
 def _export_int8(checkpoint: str, tag: str | None, args: argparse.Namespace) -> int:

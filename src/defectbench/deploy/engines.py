@@ -123,7 +123,8 @@ class ExportedPredictor:
         return {"type": "sod", "model": self.name, "input_size": self.size, "mean": list(self.mean),
                 "std": list(self.std), "engine": self.engine, "exported_file": str(self.path),
                 "dynamic_batch": self.dynamic_batch, "exporter": meta.get("exporter"),
-                "precision": meta.get("precision", "fp32"), **({"calibration": meta["calibration"]} if "calibration" in meta else {}),
+                "precision": meta.get("precision", "fp32"),
+                **({"calibration": meta["calibration"]} if "calibration" in meta else {}),
                 "checkpoint": (meta.get("source") or {}).get("checkpoint"),
                 "training": (meta.get("record") or {}).get("config")}
 

@@ -39,8 +39,12 @@ def calibration_batches(images: Sequence[np.ndarray], size: int, mean: Sequence[
 
     if not images:
         raise ExportError("INT8 calibration needs at least one image; the calibration split is empty")
-    picks = np.unique(np.linspace(0, len(images) - 1, num=min(limit, len(images))).round().astype(int))
-    return [prepare_batch([images[i]], size, mean, std).numpy() for i in picks]
+    return [prepare_batch([images[i]], size, mean, std).numpy() for i in evenly_spaced(len(images), limit)]
+
+
+def evenly_spaced(n: int, limit: int) -> list[int]:
+    """Return up to ``limit`` indices spread evenly over ``range(n)`` (first and last included), ascending."""
+    return np.unique(np.linspace(0, n - 1, num=min(limit, n)).round().astype(int)).tolist() if n > 0 else []
 
 
 def _int8_path(source: Path, out: str | Path) -> Path:
