@@ -3,7 +3,7 @@
 A configuration (see ``configs/quick.yaml`` and ``configs/paper.yaml``)::
 
     experiment: quick                  # results go to runs/<experiment>/ (default: the file's stem)
-    device: auto                       # auto | cpu | cuda
+    device: auto                       # auto | cpu | cuda | cuda:N
     seeds: [0, 1, 2]                   # seeds of trained methods (a method may override with its own seeds)
     datasets:
       - name: mt                       # sd900 | mt | nrsd | folder:<path> (give folders an id)
@@ -45,6 +45,7 @@ from typing import Any
 
 from defectbench.bench.families import FAMILY_MODULES, family
 from defectbench.errors import ConfigError
+from defectbench.runtime import DEVICE_CHOICES, is_device_name
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 KNOWN_SPLITS: dict[str, tuple[str, ...]] = {
@@ -172,8 +173,8 @@ def parse_config(raw: Any, source: Path | None = None) -> ExperimentConfig:
     if not experiment or not NAME_RE.match(experiment):
         raise ConfigError(f"{where}: 'experiment' must be a folder-safe name (letters, digits, . _ + -), got {experiment!r}")
     device = str(raw.get("device", "auto"))
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"{where}: 'device' must be auto, cpu or cuda, got {device!r}")
+    if not is_device_name(device):
+        raise ConfigError(f"{where}: 'device' must be {DEVICE_CHOICES}, got {device!r}")
     seeds = _seeds(raw.get("seeds", [0]), f"{where}: 'seeds'")
     tasks = _tasks(raw.get("datasets"), where)
     methods = _methods(raw.get("methods"), seeds, {t.dataset_id for t in tasks}, where)
@@ -326,6 +327,6 @@ def _speed(value: Any, method_names: set[str], where: str) -> SpeedSpec | None:
     if not isinstance(size, int) or size < 32:
         raise ConfigError(f"{w}: 'image_size' must be an integer >= 32")
     device = str(value.get("device", "auto"))
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"{w}: 'device' must be auto, cpu or cuda")
+    if not is_device_name(device):
+        raise ConfigError(f"{w}: 'device' must be {DEVICE_CHOICES}, got {device!r}")
     return SpeedSpec(device, size, methods, mode, float(value.get("max_seconds", 10.0)))

@@ -98,7 +98,7 @@ def _synchronizer(device: str) -> Callable[[], None]:
     if device.startswith("cuda"):
         import torch
 
-        return torch.cuda.synchronize
+        return lambda: torch.cuda.synchronize(device)  # the timed device, not the current one
     return lambda: None
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from defectbench.cli.common import add_data_root, console, err_console, positive_float, positive_int
+from defectbench.cli.common import add_data_root, add_device, console, err_console, positive_float, positive_int
 
 if TYPE_CHECKING:
     from defectbench.bench.ray_backend import RayBackend
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="experiment YAML, e.g. configs/quick.yaml")
     p.add_argument("--runs-dir", default="runs", help="where experiments live (default: runs/)")
     add_data_root(p)
-    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="override the config's device")
+    add_device(p, None, "override the config's device: auto, cpu, cuda or cuda:N")
     p.add_argument("--only", action="append", metavar="GLOB",
                    help="run only jobs whose id matches (e.g. 'mt-*/litenet/*'); repeatable")
     p.add_argument("--rerun-changed", action="store_true",
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("speed", help="measure parameters, model size and batch-1 FPS (the paper's Table 7)")
     t.add_argument("models", nargs="*",
                    help="saliency model names and/or sam-vit_b, sam-vit_l, sam-vit_h (default: every saliency model)")
-    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to time (default: auto)")
+    add_device(t, help="where to time: auto, cpu, cuda or cuda:N (default: auto)")
     t.add_argument("--image-size", type=positive_int, default=352, help="input size of saliency models (default: 352)")
     t.add_argument("--sam-mode", default="encoder", choices=("encoder", "amg"),
                    help="SAM: time the image encoder alone or encoder + automatic mask generation")

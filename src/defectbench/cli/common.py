@@ -21,9 +21,19 @@ def add_data_root(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_device(parser: argparse.ArgumentParser) -> None:
-    """Add ``--device auto|cpu|cuda``."""
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run models")
+def device_name(text: str) -> str:
+    """An argparse type: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (whether that GPU exists is checked when it is used)."""
+    from defectbench.runtime import DEVICE_CHOICES, is_device_name
+
+    if not is_device_name(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use {DEVICE_CHOICES}")
+    return text
+
+
+def add_device(parser: argparse.ArgumentParser, default: str | None = "auto",
+               help: str = "where to run models: auto, cpu, cuda or cuda:N (default: auto)") -> None:
+    """Add ``--device auto|cpu|cuda|cuda:N``."""
+    parser.add_argument("--device", default=default, type=device_name, metavar="DEVICE", help=help)
 
 
 def _number(kind: type, low: float, inclusive: bool, what: str):

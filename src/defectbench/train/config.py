@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from defectbench.errors import ConfigError
+from defectbench.runtime import DEVICE_CHOICES, is_device_name
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
@@ -148,8 +149,8 @@ class TrainConfig:
             raise ConfigError(f"{source}: schedule must be cosine, poly, step, constant or triangle, not {self.schedule!r}")
         if self.select_metric not in ("S_alpha", "MAE", "weighted_F"):
             raise ConfigError(f"{source}: select_metric must be S_alpha, MAE or weighted_F")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"{source}: device must be auto, cpu or cuda, not {self.device!r}")
+        if not is_device_name(self.device):
+            raise ConfigError(f"{source}: device must be {DEVICE_CHOICES}, not {self.device!r}")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"{source}: amp must be {', '.join(AMP_MODES)}, not {self.amp!r}")
         check_model_kwargs(self.model, self.model_kwargs, source)

@@ -193,7 +193,7 @@ def amp_dtype(cfg: TrainConfig, device: str) -> torch.dtype | None:
 def synchronize(device: str) -> None:
     """Wait for queued GPU work, so that wall-clock timings are real."""
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 class TrainStep:
@@ -318,7 +318,7 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
         best, best_epoch, history = state["best"], state["best_epoch"], list(state["history"])
         set_rng_state(state["rng"])
         if device.startswith("cuda") and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"])
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
 
     record = RunRecord(out, cfg, model, train_samples, val_samples, device)
@@ -388,7 +388,7 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
                 train_state = {"epoch": epoch + 1, "step": step, "train_seconds": train_seconds, "best": best,
                                "best_epoch": best_epoch, "history": history, "config": cfg.to_dict(),
                                "optimizer": optimizer.state_dict(), "rng": rng_state(),
-                               "cuda_rng": torch.cuda.get_rng_state() if device.startswith("cuda") else None,
+                               "cuda_rng": torch.cuda.get_rng_state(device) if device.startswith("cuda") else None,
                                "grad_scaler": scaler.state_dict() if scaler is not None else None,
                                "raw_state_dict": model.state_dict() if ema is not None else None,
                                "ema_n_averaged": int(ema.n_averaged) if ema is not None else None}

@@ -253,6 +253,7 @@ class FastMaskGenerator:
 
     def _process_crop(self, image: np.ndarray, crop_box: list[int], grid: np.ndarray,
                       orig_hw: tuple[int, int]) -> dict[str, Any]:
+        """One crop's masks: computed on the model's device, returned as CPU tensors (RLE and logits as NumPy)."""
         from segment_anything.utils.amg import batched_mask_to_box, is_box_near_crop_edge
 
         p = self.params
@@ -264,9 +265,12 @@ class FastMaskGenerator:
         t = self._tick("encode", t)
         points = grid * np.array([[cw, ch]])
         coords = self.engine.transform_points(points)
+        dev = coords.device  # the model's: everything per prompt stays there until the crop's results are final
         meta = {"family": self.family, "img_size": self.img_size, "low_size": self.img_size // 4}
         ay, ax = axis_matrices(meta, (ch, cw))
         rows, cols = used_extent(ay), used_extent(ax)
+        ay, ax = ay.to(dev), ax.to(dev)
+        points_t = torch.as_tensor(points, dtype=torch.float32, device=dev)
         full = [0, 0, orig_hw[1], orig_hw[0]]
         out: dict[str, list] = {k: [] for k in ("rles", "iou", "stability", "boxes", "points", "lowres")}
         step = min(p.points_per_batch, self.decode_chunk)  # results do not depend on the batching
@@ -301,10 +305,10 @@ class FastMaskGenerator:
                 out["iou"].append(iou[idx[chosen[:, 0]], mask_ids])
                 out["stability"].append(stab[ok][edge_ok])
                 out["boxes"].append(boxes)
-                out["points"].append(torch.as_tensor(points[prompt_ids.numpy()], dtype=torch.float32))
+                out["points"].append(points_t[prompt_ids])
                 if self.keep_logits:
-                    out["lowres"].extend(x.numpy().astype(np.float16) for x in low[ok][edge_ok])
-                out["rles"].extend(masks_to_rle(_uncrop(masks, crop_box, orig_hw).numpy()))
+                    out["lowres"].extend(low[ok][edge_ok].cpu().numpy().astype(np.float16))
+                out["rles"].extend(masks_to_rle(_uncrop(masks, crop_box, orig_hw).cpu().numpy()))
                 t = self._tick("postprocess", t)
         self.engine.reset()
         data = {k: (v if k in ("rles", "lowres") else (torch.cat(v) if v else None)) for k, v in out.items()}
@@ -312,16 +316,17 @@ class FastMaskGenerator:
         if n == 0:
             return {"rles": [], "lowres": [], "iou": torch.zeros(0), "stability": torch.zeros(0),
                     "boxes": torch.zeros(0, 4), "points": torch.zeros(0, 2), "crop_boxes": torch.zeros(0, 4, dtype=torch.int)}
-        keep = batched_nms(data["boxes"].float(), data["iou"], torch.zeros(n), iou_threshold=p.box_nms_thresh)
+        keep = batched_nms(data["boxes"].float(), data["iou"], torch.zeros(n, device=dev),
+                           iou_threshold=p.box_nms_thresh)
         data = _filter(data, keep)
-        offset = torch.tensor([x0, y0, x0, y0])
+        offset = torch.tensor([x0, y0, x0, y0], device=dev)
         data["boxes"] = data["boxes"] + offset
         data["points"] = data["points"] + offset[:2]
-        data["crop_boxes"] = torch.tensor([crop_box] * len(keep), dtype=torch.int).reshape(-1, 4)
+        data["crop_boxes"] = torch.tensor([crop_box] * len(keep), dtype=torch.int, device=dev).reshape(-1, 4)
         if not self.keep_logits:
             data["lowres"] = []
         self._tick("postprocess", t)
-        return data
+        return {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in data.items()}  # crops merge on the CPU
 
 
 def _uncrop(masks: torch.Tensor, crop_box: list[int], orig_hw: tuple[int, int]) -> torch.Tensor:

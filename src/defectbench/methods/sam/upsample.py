@@ -62,7 +62,12 @@ def used_extent(op: torch.Tensor) -> int:
 
 
 def upsample_logits(low: torch.Tensor, ay: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
-    """Apply the axis operators to ``M x h x w`` low-resolution logits (only the first h rows / w columns used)."""
+    """Apply the axis operators to ``M x h x w`` low-resolution logits (only the first h rows / w columns used).
+
+    The operators are used on ``low``'s device (moved there unless they are already: callers that upscale many
+    batches move them once).
+    """
+    ay, ax = ay.to(low.device), ax.to(low.device)
     return ay[:, : low.shape[-2]] @ low @ ax[:, : low.shape[-1]].T
 
 

@@ -1,0 +1,39 @@
+"""Training on a (fake) GPU: ``train_model`` on ``cuda:1`` with an fp16 gradient scaler and a moving average of
+the weights (a deep copy of the model) runs its steps, validation and checkpoints without a CPU tensor meeting a
+GPU one (the fake device raises as CUDA does, see fakecuda.py), and ends with exactly the CPU run's weights."""
+
+from __future__ import annotations
+
+import torch
+
+from defectbench.train import TrainConfig, train_model, trainer
+
+
+def _config(data_root, device: str, **options) -> TrainConfig:
+    return TrainConfig.for_model("litenet", dict(model_kwargs={"width": 16}, epochs=1, batch=4, size=64, limit=8,
+                                                 val_fraction=0.25, warmup_epochs=0, data_root=str(data_root),
+                                                 threads=1, pretrained=False, ema_decay=0.9, device=device, **options))
+
+
+def test_training_on_cuda_1_equals_the_cpu_run(tmp_path, data_root, monkeypatch):
+    from tests.device.fakecuda import fake_cuda
+
+    seen = []
+    step = trainer.TrainStep.__call__
+
+    def spy(self, x, y, epoch=0):  # noqa: ANN001, ANN202
+        seen.append({x.device, y.device, *(p.device for p in self.model.parameters())})
+        return step(self, x, y, epoch)
+
+    monkeypatch.setattr(trainer.TrainStep, "__call__", spy)
+    cpu = train_model(_config(data_root, "cpu"), out_dir=tmp_path / "cpu", progress=False)
+    with fake_cuda(device_count=2, capability=(7, 0)) as gpus:  # no native bf16: fp16 with a gradient scaler
+        gpu = train_model(_config(data_root, "cuda:1", amp="fp16"), out_dir=tmp_path / "gpu", progress=False)
+    assert seen == [{torch.device("cpu")}, {torch.device("cuda", 1)}]  # the step really ran on cuda:1
+    assert gpus.synchronized and set(gpus.synchronized) == {1}
+    a = torch.load(cpu.last_checkpoint, weights_only=True)
+    b = torch.load(gpu.last_checkpoint, weights_only=True)
+    assert b["train_state"]["grad_scaler"]["scale"] == 65536.0 and a["train_state"]["grad_scaler"] is None
+    for name, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][name]), name  # a power-of-two loss scale changes no bit
+    assert gpu.best_scores == cpu.best_scores
