@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import torch
 
 from tests.device.fakecuda import FakeCudaMode, fake_cuda
 
 
 @pytest.fixture
 def fake_gpus() -> Iterator[FakeCudaMode]:
-    """Two fake CUDA GPUs (compute capability 8.0) for the test's body."""
-    with fake_cuda(device_count=2) as mode:
-        yield mode
+    """Two fake CUDA GPUs (compute capability 8.0) for the test's body, on one torch thread (the fake GPU's work is
+    CPU work; an earlier test's thread count must not oversubscribe a small machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with fake_cuda(device_count=2) as mode:
+            yield mode
+    finally:
+        torch.set_num_threads(threads)

@@ -343,7 +343,8 @@ class _CudaStandIns:
                 "empty_cache": nothing, "memory_allocated": zero, "max_memory_allocated": zero,
                 "reset_peak_memory_stats": nothing}
         accelerator = {"is_available": lambda: True, "device_count": lambda: self.mode.device_count,
-                       "current_device_index": lambda: self.mode.current, "current_stream": self.current_stream,
+                       "current_device_index": lambda: self.mode.current, "set_device_index": self.set_device,
+                       "current_stream": self.current_stream,
                        "synchronize": self.synchronize}
         return ([(torch.cuda, k, v) for k, v in cuda.items()]
                 + [(torch.accelerator, k, v) for k, v in accelerator.items()]

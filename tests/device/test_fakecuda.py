@@ -105,3 +105,13 @@ def test_torch_cuda_queries_are_stood_in_for_only_inside():
             torch.cuda.synchronize(3)
         assert isinstance(torch.ones(1).cuda(), FakeCudaTensor)
     assert torch.cuda.is_available() == real and not is_fake(torch.ones(1))
+
+
+def test_a_pinned_memory_data_loader_feeds_the_gpu(fake_gpus):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = torch.arange(16.0).reshape(8, 2)
+    loader = DataLoader(TensorDataset(data), batch_size=4, num_workers=1, pin_memory=True)
+    batches = [x.to("cuda:1", non_blocking=True) for (x,) in loader]  # pinning runs in the loader's own thread
+    assert all(is_fake(b) and b.device.index == 1 for b in batches)
+    assert torch.equal(torch.cat(batches).cpu(), data)

@@ -95,7 +95,7 @@ def test_predict_cli_on_cuda_1(fake_gpus, tmp_path):
     paths = _images(tmp_path, 2)
     for device in ("cpu", "cuda:1"):
         assert main(["predict", "--model", "litenet", "--weights", "sd900", "--input", str(tmp_path / "in"),
-                     "--out", str(tmp_path / device), "--device", device]) == 0
+                     "--out", str(tmp_path / device), "--device", device, "--threads", "1"]) == 0
     for p in paths:
         assert np.array_equal(cv2.imread(str(tmp_path / "cpu" / f"{p.stem}.png")),
                               cv2.imread(str(tmp_path / "cuda:1" / f"{p.stem}.png")))
