@@ -24,6 +24,7 @@ Limits: the mode sees the Python-level calls of the code under test, not those m
 overridable torch function (e.g. inside ``torch.nn.functional.interpolate``'s Python body); the operators
 those make are still checked by the subclass. Autocast does not cast (the tensors are CPU tensors below the
 wrapper). Checkpoints written from fake tensors hold their CPU data (what ``map_location="cpu"`` gives).
+Tensors made inside stay fake after the context, where ``.cpu()`` no longer unwraps them: compare inside.
 """
 
 from __future__ import annotations
@@ -295,7 +296,7 @@ class _CudaStandIns:
         """The fake GPU meant by ``device`` (``None``: the current one); an unknown ordinal is CUDA's error."""
         if device is None:
             return self.mode.current
-        return int(self.mode.index_of(torch.device("cuda", device) if isinstance(device, int) else device))
+        return int(self.mode.index_of(device))
 
     def set_device(self, device: Any) -> None:
         self.mode.current = self.index(device)
@@ -316,7 +317,7 @@ class _CudaStandIns:
                          name=self.get_device_name(device), multi_processor_count=8)
 
     def is_bf16_supported(self, including_emulation: bool = True) -> bool:
-        return self.capability >= (8, 0)
+        return including_emulation or self.capability >= (8, 0)  # as torch: emulated bf16 counts by default
 
     def get_rng_state(self, device: Any = "cuda") -> torch.Tensor:
         self.index(device)
@@ -344,8 +345,7 @@ class _CudaStandIns:
                 "reset_peak_memory_stats": nothing}
         accelerator = {"is_available": lambda: True, "device_count": lambda: self.mode.device_count,
                        "current_device_index": lambda: self.mode.current, "set_device_index": self.set_device,
-                       "current_stream": self.current_stream,
-                       "synchronize": self.synchronize}
+                       "current_stream": self.current_stream, "synchronize": self.synchronize}
         return ([(torch.cuda, k, v) for k, v in cuda.items()]
                 + [(torch.accelerator, k, v) for k, v in accelerator.items()]
                 + [(torch.Tensor, "pin_memory", lambda t, device=None: move(t, None)),

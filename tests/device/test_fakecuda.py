@@ -97,7 +97,8 @@ def test_torch_cuda_queries_are_stood_in_for_only_inside():
     with fake_cuda(device_count=3, capability=(7, 5)) as mode:
         assert torch.cuda.is_available() and torch.cuda.device_count() == 3
         assert torch.cuda.get_device_name("cuda:2") == "Fake CUDA GPU 2"
-        assert torch.cuda.get_device_capability(1) == (7, 5) and not torch.cuda.is_bf16_supported()
+        assert torch.cuda.get_device_capability(1) == (7, 5) and torch.cuda.is_bf16_supported()  # emulated
+        assert not torch.cuda.is_bf16_supported(including_emulation=False)
         torch.cuda.synchronize("cuda:1")
         torch.cuda.synchronize()
         assert mode.synchronized == [1, 0]

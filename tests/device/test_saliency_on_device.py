@@ -13,6 +13,7 @@ import torch
 import defectbench.methods.saliency  # noqa: F401 - registers the models
 from defectbench.methods.saliency import list_models
 from defectbench.methods.saliency.losses import create_loss, list_losses
+from tests.bench.test_speed import tiny_sam  # noqa: F401 - the fixture: a tiny SAM at 1024 px, registered
 from tests.conftest import write_png
 from tests.device.fakecuda import is_fake
 
@@ -23,10 +24,13 @@ def _grads(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.grad.cpu() for n, p in net.named_parameters() if p.grad is not None}
 
 
-HEAVY = {"dacnet", "minet", "edrnet", "csepnet", "icon_p", "edn"}  # seconds each on a slow CPU: run with -m slow
+# in the default run: one network per backbone family (EfficientNet-Lite, VGG-16, VGG-16-BN, ResNet-50, Res2Net-50,
+# T2T-ViT); the others take seconds each on a slow CPU and run with -m slow (all passed when this was written)
+DEFAULT_RUN = {"litenet", "cpd_vgg", "icon", "f3net", "scrn", "c2fnet", "vst"}
 
 
-@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in HEAVY else m for m in list_models()])
+@pytest.mark.parametrize("model", [m if m in DEFAULT_RUN else pytest.param(m, marks=pytest.mark.slow)
+                                   for m in list_models()])
 def test_network_trains_on_gpu_with_cpu_numbers(fake_gpus, model):
     from defectbench.bench.speed import build_random_saliency
 
@@ -101,24 +105,11 @@ def test_predict_cli_on_cuda_1(fake_gpus, tmp_path):
                               cv2.imread(str(tmp_path / "cuda:1" / f"{p.stem}.png")))
 
 
-@pytest.fixture
-def tiny_sam_name():
-    from functools import partial
-
-    from defectbench.methods.sam.registry import ModelSpec, add_sam_model, remove_sam_model
-    from tests.methods.sam.helpers import build_tiny_sam
-
-    add_sam_model(ModelSpec("tiny_device_sam", "sam", "tiny test SAM", "tiny.pth", "(test only)", None, None, 0.0,
-                            partial(build_tiny_sam, 1)))
-    yield "tiny_device_sam"
-    remove_sam_model("tiny_device_sam")
-
-
-def test_speed_is_measured_on_the_asked_gpu(fake_gpus, tiny_sam_name):
+def test_speed_is_measured_on_the_asked_gpu(fake_gpus, tiny_sam):
     from defectbench.bench.speed import measure_sam, measure_saliency
 
     rec = measure_saliency("litenet", "cuda:1", image_size=64, max_seconds=0.05)
     assert rec.device == "cuda:1" and rec.device_desc == "Fake CUDA GPU 1" and rec.fps > 0
     assert fake_gpus.synchronized and set(fake_gpus.synchronized) == {1}  # waits for cuda:1, not the current GPU
-    rec = measure_sam(tiny_sam_name, "cuda:1", "encoder", max_seconds=0.05)  # "amg": test_sam_on_device.py
+    rec = measure_sam(tiny_sam, "cuda:1", "encoder", max_seconds=0.05)  # "amg": test_sam_on_device.py
     assert rec.what == "encoder" and rec.device_desc == "Fake CUDA GPU 1" and set(fake_gpus.synchronized) == {1}
