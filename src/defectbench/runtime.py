@@ -102,6 +102,11 @@ def gpu_unseen_hint() -> str:
         vision = ""
     build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
     supports = f"supports CUDA {driver[0]}.{driver[1]}" if driver else "is installed"
+    built = tuple(int(v) for v in torch.version.cuda.split(".")[:2]) if torch.version.cuda else None
+    if driver and built and (built <= driver or built[0] == driver[0]):  # the wheel fits: not a wheel problem
+        return (f"the NVIDIA driver {supports}, which runs torch {torch.__version__} ({build}), yet torch sees no "
+                "GPU: check that this process may use one (nvidia-smi lists it, CUDA_VISIBLE_DEVICES, a container "
+                "started with GPUs)")
     return (f"the NVIDIA driver {supports} but torch {torch.__version__} ({build}) cannot use it; install a wheel "
             f"that fits: pip install torch=={torch.__version__.split('+')[0]}{vision} --index-url "
             f"https://download.pytorch.org/whl/{flavour} (or scripts/setup.sh --cuda {flavour})")

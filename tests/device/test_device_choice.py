@@ -119,6 +119,15 @@ def test_no_warning_without_a_driver_or_with_gpus_hidden(driver_without_gpu, mon
         resolve_device("cuda")
 
 
+def test_a_fitting_wheel_is_not_blamed(driver_without_gpu, monkeypatch):
+    (driver_without_gpu / "nvidia-smi").write_text("#!/bin/sh\necho '| Driver Version: 580.1  CUDA Version: 13.1 |'\n")
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    hint = runtime.gpu_unseen_hint()
+    assert "supports CUDA 13.1, which runs torch" in hint and "yet torch sees no GPU" in hint and "pip" not in hint
+    monkeypatch.setattr(torch.version, "cuda", None)  # a CPU-only wheel
+    assert "(CPU-only build) cannot use it" in runtime.gpu_unseen_hint()
+
+
 @pytest.mark.parametrize("flavour,driver", [("cu118", (11, 8)), ("cu126", (12, 0)), ("cu126", (12, 7)),
                                             ("cu128", (12, 8)), ("cu130", (13, 1)), ("cu126", None)])
 def test_wheel_flavour_fits_the_driver(flavour, driver):
