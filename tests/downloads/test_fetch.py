@@ -74,7 +74,7 @@ def test_a_server_error_is_one_line_naming_the_url(server, folders, monkeypatch,
     assert catalog.BACKBONES["vgg16"].url in err and f"HTTP {status}" in err
 
 
-def test_a_file_in_torch_hubs_cache_is_found_checked_and_used_by_the_loader(server, folders, monkeypatch):
+def test_a_file_in_torch_hubs_cache_is_found_checked_and_used_by_the_loader(server, folders, monkeypatch, capsys):
     from defectbench.methods.saliency.backbones import build_resnet
 
     data, state = tiny_resnet34()
@@ -86,7 +86,9 @@ def test_a_file_in_torch_hubs_cache_is_found_checked_and_used_by_the_loader(serv
     assert got.action == "present" and got.path == folders["hub"] / entry.file_name and server.requests == []
     net = build_resnet(34, pretrained=True)  # the loader finds it there too
     assert torch.equal(net.layer3[2].conv1.weight, state["layer3.2.conv1.weight"].expand_as(net.layer3[2].conv1.weight))
-    rows = {r["name"]: r for r in json.loads(_cli_json(["weights", "list", "--verify", "--json"]))}
+    capsys.readouterr()
+    assert main(["weights", "list", "--verify", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["resnet34"]["status"] == "verified" and rows["resnet34"]["where"] == "torch hub cache"
     assert rows["vgg16"]["status"] == "missing" and rows["res2net50_v1b"]["check"] == "prefix"
     (folders["hub"] / entry.file_name).write_bytes(data[:-10])  # a truncated copy is refused by the loader
@@ -112,7 +114,7 @@ def test_a_fetched_file_is_used_by_the_loader_and_its_hash_is_computed_once(serv
     assert list(memo.values()) == [hashlib.sha256(data).hexdigest()]
     target = folders["checkpoints"] / catalog.BACKBONES["resnet34"].file_name
     before = target.stat().st_mtime_ns
-    target.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, new content and a later modification time: hashed again
+    target.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, new content, later time: re-hashed
     os.utime(target, ns=(before + 10**9, before + 10**9))  # (file systems may keep coarse times)
     with pytest.raises(CheckpointError, match="not the official"):
         build_resnet(34, pretrained=True)
@@ -124,13 +126,3 @@ def test_an_unknown_name_and_nothing_to_fetch_are_one_line(capsys):
     assert "unknown weight file 'nosuchfile'" in capsys.readouterr().err
     assert main(["weights", "fetch"]) == 2
     assert "--for CONFIG" in capsys.readouterr().err
-
-
-def _cli_json(argv: list[str]) -> str:
-    buf = io.StringIO()
-    from defectbench.cli import common
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(common.console, "file", buf)
-        assert main(argv) == 0
-    return buf.getvalue()

@@ -98,7 +98,7 @@ def remember_sha256(path: str | os.PathLike, digest: str, cache_root: str | os.P
     """Remember ``digest`` as the SHA-256 of ``path`` as it is now (a read-only cache only costs a re-hash later)."""
     path = Path(path).resolve()
     memo_file = _memo_file(cache_root)
-    memo = _read_memo(memo_file)
+    memo = {k: v for k, v in _read_memo(memo_file).items() if Path(k.split("|", 1)[0]).is_file()}  # drop gone files
     memo[_memo_key(path)] = digest
     try:
         atomic_write_json(memo_file, memo)
