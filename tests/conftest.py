@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# weight files are looked for in the user's cache folders (defectbench's checkpoints folder, torch hub's cache): the
+# suite never sees a developer's real files there, in this process or the ones it starts
+_CACHES = Path(tempfile.mkdtemp(prefix="defectbench-test-caches-"))
+os.environ["XDG_CACHE_HOME"] = str(_CACHES)
+os.environ["TORCH_HOME"] = str(_CACHES / "torch")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # parallel workers share the cores: one torch (OpenMP) thread each. Two threads per worker oversubscribe a
@@ -59,3 +66,19 @@ def write_png(path: Path, arr: np.ndarray) -> Path:
 def rng() -> np.random.Generator:
     """A seeded random generator."""
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def stand_in_official(monkeypatch):
+    """``accept(name, path)``: record a test's stand-in file as the official one of backbone ``name`` (its size and
+    SHA-256 replace the published ones for the test), so that a lookup by official name accepts it."""
+    from dataclasses import replace
+
+    from defectbench.downloads import catalog
+    from defectbench.downloads.files import file_sha256
+
+    def accept(name: str, path: Path) -> None:
+        entry = replace(catalog.BACKBONES[name], sha256=file_sha256(path), sha256_prefix=None, size=path.stat().st_size)
+        monkeypatch.setitem(catalog.BACKBONES, name, entry)
+
+    return accept

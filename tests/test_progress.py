@@ -20,7 +20,7 @@ def test_byte_bars_show_size_and_rate_instead_of_counts() -> None:
 
 
 def test_download_progress_uses_the_shared_bar(tmp_path, monkeypatch) -> None:
-    from defectbench.data import fetch as fetch_module
+    from defectbench.downloads import http as http_module  # the one downloader (datasets and weight files)
 
     made: list[str] = []
     real = make_progress
@@ -33,6 +33,7 @@ def test_download_progress_uses_the_shared_bar(tmp_path, monkeypatch) -> None:
 
     class Response:
         headers = {"Content-Length": "6"}
+        status = 200
 
         def __init__(self) -> None:
             self.chunks = [b"abc", b"def", b""]
@@ -46,7 +47,7 @@ def test_download_progress_uses_the_shared_bar(tmp_path, monkeypatch) -> None:
         def __exit__(self, *exc) -> None:
             pass
 
-    monkeypatch.setattr(fetch_module.urllib.request, "urlopen", lambda url, timeout: Response())
-    fetch_module._download("http://example.invalid/x.zip", tmp_path / "x.zip", progress=False)
+    monkeypatch.setattr(http_module.urllib.request, "urlopen", lambda request, timeout: Response())
+    http_module.download("http://example.invalid/x.zip", tmp_path / "x.zip", progress=False)
     assert (tmp_path / "x.zip").read_bytes() == b"abcdef"
     assert made == ["bytes"]

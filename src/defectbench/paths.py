@@ -7,6 +7,7 @@ from pathlib import Path
 
 DATA_ENV = "DEFECTBENCH_DATA"
 CHECKPOINTS_ENV = "DEFECTBENCH_CHECKPOINTS"
+CACHE_ENV = "DEFECTBENCH_CACHE"
 
 
 def data_root_candidates(data_root: str | os.PathLike | None = None) -> list[Path]:
@@ -28,6 +29,24 @@ def checkpoints_dir() -> Path | None:
     """Return ``$DEFECTBENCH_CHECKPOINTS`` as a path, or None when unset."""
     env = os.environ.get(CHECKPOINTS_ENV)
     return Path(env).expanduser() if env else None
+
+
+def user_cache_dir() -> Path:
+    """Return the user's cache folder: ``$XDG_CACHE_HOME``, else ``~/.cache`` (the rule torch hub follows too)."""
+    env = os.environ.get("XDG_CACHE_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache"
+
+
+def weights_dir() -> Path:
+    """Return the folder weight files are fetched into and looked for first: ``$DEFECTBENCH_CHECKPOINTS``, else
+    ``<user cache>/defectbench/checkpoints`` (``~/.cache/defectbench/checkpoints``)."""
+    return checkpoints_dir() or user_cache_dir() / "defectbench" / "checkpoints"
+
+
+def cache_root() -> Path:
+    """Return ``$DEFECTBENCH_CACHE``, else ``~/.cache/defectbench/sam`` (SAM proposals, remembered file hashes)."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "defectbench" / "sam"
 
 
 def prepare_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:

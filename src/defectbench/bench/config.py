@@ -25,8 +25,9 @@ A configuration (see ``configs/quick.yaml`` and ``configs/paper.yaml``)::
 Common method keys: ``label`` (row label in tables), ``seeds``, ``datasets`` (restrict to these dataset ids),
 ``resources`` (what a Ray task of the method asks for: ``{cpu: 4, gpu: 1, <custom>: n}``; ignored by local runs).
 ``sod``: ``model``, ``train``, ``checkpoint``, ``model_args``, ``predict: {batch}``. ``sam``: ``model``,
-``select``, ``checkpoint`` (default: ``$DEFECTBENCH_CHECKPOINTS/<official file>``), ``amg`` (mask generation
-settings), ``output`` (binary | soft | score), ``generator`` (fast | official), ``train_limit``. ``maps``:
+``select``, ``checkpoint`` (default: the official file in the checkpoints folder), ``allow_unofficial`` (true: use
+a checkpoint whose SHA-256 is not the official one), ``amg`` (mask generation settings), ``output`` (binary | soft
+| score), ``generator`` (fast | official), ``train_limit``. ``maps``:
 ``path`` or ``paths`` (dataset id -> folder), ``resize`` (resize maps to the mask size instead of failing).
 Relative paths are taken from the current directory.
 

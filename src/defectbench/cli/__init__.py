@@ -1,6 +1,6 @@
 """``defectbench <verb>``: thin command-line wrappers over the library API.
 
-Each verb group lives in its own module (``data``, ``eval``, ``sam``, ``train``, ``bench``, ``report``)
+Each verb group lives in its own module (``data``, ``eval``, ``sam``, ``train``, ``bench``, ``report``, ``weights``)
 exposing ``register(subparsers)``; handlers import heavy libraries (torch) lazily so that the CLI starts fast.
 User errors (:class:`defectbench.errors.DefectbenchError`) are printed as one line and exit with status 2.
 """
@@ -14,7 +14,7 @@ import sys
 from defectbench import __version__
 from defectbench.errors import DefectbenchError
 
-VERB_MODULES = ("data", "eval", "sam", "train", "bench", "report", "export")
+VERB_MODULES = ("data", "eval", "sam", "train", "bench", "report", "export", "weights")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from defectbench.cli.common import add_data_root, add_device, console, err_console, positive_float, positive_int
 
 if TYPE_CHECKING:
+    from defectbench.bench.config import ExperimentConfig
     from defectbench.bench.ray_backend import RayBackend
 
 
@@ -23,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run only jobs whose id matches (e.g. 'mt-*/litenet/*'); repeatable")
     p.add_argument("--rerun-changed", action="store_true",
                    help="recompute finished jobs whose settings in the config changed (else that is an error)")
-    p.add_argument("--dry-run", action="store_true", help="list the job matrix and exit")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs, check every dataset, split and weight file "
+                   "they open and exit (status 2 when something is missing, with the command that gets it)")
     p.add_argument("--report", action="store_true", help="write the report when the run ends")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run the jobs as Ray tasks on the cluster at ADDRESS ('auto': the one running here), or on a "
@@ -60,18 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
         prepare_output_dir(args.runs_dir, "--runs-dir folder")
     if args.dry_run:
-        from defectbench.bench.executors import preflight
-
-        jobs = expand_jobs(config)
-        errors = 0
-        for job in jobs:
-            state, message = preflight(job)
-            errors += state == "error"
-            shown = {"ok": "", "skip": "  [would skip] ", "error": "  [ERROR] "}[state] + (message if state != "ok" else "")
-            console.print(f"{job.id}{shown}", highlight=False, markup=False)
-        console.print(f"{len(jobs)} jobs in {Path(args.runs_dir) / config.experiment}"
-                      + (f"; {errors} with missing files (see [ERROR] lines)" if errors else ""), highlight=False, markup=False)
-        return 2 if errors else 0
+        return dry_run(args, config)
     err_console.print(f"experiment {config.experiment}: {len(expand_jobs(config))} jobs in "
                       f"{Path(args.runs_dir) / config.experiment}", highlight=False)
     summary = run_experiment(config, args.runs_dir, data_root=args.data_root, device=args.device, only=args.only,
@@ -93,6 +84,41 @@ def run(args: argparse.Namespace) -> int:
     else:
         console.print(f"next: defectbench report {summary.experiment_dir}", highlight=False)
     return 1 if summary.failed else 0
+
+
+def dry_run(args: argparse.Namespace, config: ExperimentConfig) -> int:
+    """List the jobs (what a run would do with each), then one table of every missing file with the commands that
+    get them; exit status 2 when anything is missing."""
+    from rich.table import Table
+
+    from defectbench.bench import expand_jobs
+    from defectbench.bench.executors import preflight
+    from defectbench.bench.needs import check_config
+
+    jobs = expand_jobs(config)
+    errors = 0
+    for job in jobs:
+        state, message = preflight(job)
+        errors += state == "error"
+        shown = {"ok": "", "skip": "  [would skip] ", "error": "  [ERROR] "}[state] + (message if state != "ok" else "")
+        console.print(f"{job.id}{shown}", highlight=False, markup=False)
+    console.print(f"{len(jobs)} jobs in {Path(args.runs_dir) / config.experiment}"
+                  + (f"; {errors} with missing files (see [ERROR] lines)" if errors else ""), highlight=False, markup=False)
+    missing = check_config(config, args.config, args.data_root)
+    if not missing:
+        console.print("every dataset, split and weight file the jobs open is present", highlight=False)
+        return 2 if errors else 0
+    table = Table(title=f"missing or unusable ({len(missing)}): the jobs opening them would fail or be skipped")
+    for col in ("kind", "what", "needed by", "problem", "get it with"):
+        table.add_column(col, overflow="fold")
+    for m in missing:
+        needed_by = m.jobs[0] if len(m.jobs) == 1 else f"{len(m.jobs)} jobs ({m.jobs[0]}, ...)"
+        table.add_row(m.kind, m.name, needed_by, m.problem, m.fix)
+    console.print(table)
+    console.print("get them with:", highlight=False)
+    for fix in dict.fromkeys(m.fix for m in missing):
+        console.print(f"  {fix}", highlight=False, markup=False)
+    return 2
 
 
 def _ray_backend(args: argparse.Namespace) -> RayBackend | None:

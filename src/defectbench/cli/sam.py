@@ -61,7 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="vit_b", help="vit_b, vit_l, vit_h, sam2.1_hiera_t/s/b+/l, mobile_sam (default vit_b)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint file (default: $DEFECTBENCH_CHECKPOINTS/<official name>)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default: the official file in "
+                   "$DEFECTBENCH_CHECKPOINTS, else ~/.cache/defectbench/checkpoints, or torch hub's cache)")
+    p.add_argument("--allow-unofficial", action="store_true",
+                   help="use a checkpoint whose SHA-256 is not the official one (your own fine-tuned weights)")
     p.add_argument("--random-weights", type=int, default=None, metavar="SEED",
                    help="use randomly initialised weights (smoke tests only; results are meaningless)")
     p.add_argument("--generator", default="fast", choices=("fast", "official"), help="mask generator (default: fast)")
@@ -93,7 +96,7 @@ def run_checkpoints(args: argparse.Namespace) -> int:
     import json
 
     from defectbench.methods.sam.checkpoints import status_rows
-    from defectbench.paths import CHECKPOINTS_ENV, checkpoints_dir
+    from defectbench.paths import CHECKPOINTS_ENV, weights_dir
 
     rows = status_rows(verify=args.verify)
     if args.json:
@@ -101,8 +104,8 @@ def run_checkpoints(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
 
-    folder = checkpoints_dir()
-    table = Table(title=f"SAM-family checkpoints (${CHECKPOINTS_ENV} = {folder or 'unset'})")
+    table = Table(title=f"SAM-family checkpoints (checkpoints folder {weights_dir()}, set by ${CHECKPOINTS_ENV}; "
+                        "`defectbench weights list` shows every weight file)")
     for col in ("model", "file", "size (bytes)", "sha256", "status", "download"):
         table.add_column(col, overflow="fold")
     for r in rows:
@@ -128,6 +131,7 @@ def run_predict(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, amg_params=amg_overrides(args), generator=args.generator, output=args.output,
         random_seed=args.random_weights, train_split=args.train_split, limit=args.limit,
         train_limit=args.train_limit, evaluate=not args.no_eval, progress=True, data_root=args.data_root,
+        allow_unofficial=args.allow_unofficial,
     )
     run = rec["this_run"]
     console.print(f"{rec['label']}: {run['maps_written']} maps written, {run['maps_skipped']} already there; "
@@ -152,7 +156,7 @@ def run_viz(args: argparse.Namespace) -> int:
     from defectbench.methods.sam.viz import draw, write_png
 
     source = ProposalSource(args.model, args.checkpoint, args.device, args.cache_dir, amg_overrides(args),
-                            args.generator, args.random_weights)
+                            args.generator, args.random_weights, allow_unofficial=args.allow_unofficial)
     cfg = SelectionConfig(args.select)
     if cfg.strategy == "learned":
         from defectbench.errors import ConfigError

@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from defectbench.downloads.http import download
 from defectbench.errors import DataError
 
 
@@ -66,28 +65,6 @@ def content_digest(folder: Path, patterns: tuple[str, ...]) -> tuple[str, int]:
     return outer.hexdigest(), len(files)
 
 
-def _download(url: str, dest: Path, progress: bool) -> None:
-    from defectbench.progress import make_progress
-
-    try:
-        resp = urllib.request.urlopen(url, timeout=30)  # noqa: S310 - fixed https URLs
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DataError(f"could not download {url} ({reason}); check the network, or download it by hand") from None
-    total = int(resp.headers.get("Content-Length") or 0) or None
-    with resp, open(dest, "wb") as out, make_progress(progress, units="bytes") as bar:
-        task = bar.add_task("downloading", total=total)
-        while True:
-            try:
-                chunk = resp.read(1 << 20)
-            except OSError as exc:
-                raise DataError(f"download of {url} broke off ({exc}); run the command again") from None
-            if not chunk:
-                break
-            out.write(chunk)
-            bar.advance(task, len(chunk))
-
-
 def _extract(archive: Path, prefix: str, target: Path) -> None:
     try:
         zf = zipfile.ZipFile(archive)
@@ -124,7 +101,7 @@ def fetch(name: str, data_root: str | Path, progress: bool = True, verify: bool 
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".fetch-") as tmp:
         archive = Path(tmp) / "archive.zip"
-        _download(url or src.url, archive, progress)
+        download(url or src.url, archive, progress=progress, resume=False, error=DataError)
         staged = Path(tmp) / src.dirname
         _extract(archive, src.member_prefix, staged)
         digest, n = content_digest(staged, src.patterns)

@@ -115,7 +115,7 @@ def test_state_dict_round_trips_bit_exactly(model: MINet) -> None:
     check_state_dict_round_trip(model, lambda: create_model("minet", pretrained=False), (64, 64))
 
 
-def test_pretrained_vgg16_bn_weights_go_into_the_encoder(tmp_path, monkeypatch) -> None:
+def test_pretrained_vgg16_bn_weights_go_into_the_encoder(tmp_path, monkeypatch, stand_in_official) -> None:
     monkeypatch.delenv("DEFECTBENCH_CHECKPOINTS", raising=False)
     with pytest.raises(CheckpointError, match="VGG-16-BN ImageNet weights not found.*vgg16_bn-6c64b313.pth"):
         create_model("minet")
@@ -127,6 +127,10 @@ def test_pretrained_vgg16_bn_weights_go_into_the_encoder(tmp_path, monkeypatch) 
     path = tmp_path / "vgg16_bn-6c64b313.pth"
     torch.save(ref, path)
     monkeypatch.setenv("DEFECTBENCH_CHECKPOINTS", str(tmp_path))
+    with pytest.raises(CheckpointError, match="not the official vgg16_bn-6c64b313.pth: its sha256 is .* the official "
+                                              "file's is 6c64b3138f2f"):
+        create_model("minet")  # a random file under the official name is refused
+    stand_in_official("vgg16_bn", path)
     net = create_model("minet")  # found by its official name in $DEFECTBENCH_CHECKPOINTS
     torch.testing.assert_close(net.encoder[0][0].weight, ref["features.0.weight"])
     torch.testing.assert_close(net.encoder[0][1].running_mean, ref["features.1.running_mean"])

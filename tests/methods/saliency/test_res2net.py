@@ -77,7 +77,7 @@ def test_normal_block_chains_its_splits_and_stage_block_does_not() -> None:
         torch.testing.assert_close(seen["in1"], expected)
 
 
-def test_weights_load_from_a_local_file_with_every_key_checked(tmp_path, monkeypatch) -> None:
+def test_weights_load_from_a_local_file_with_every_key_checked(tmp_path, monkeypatch, stand_in_official) -> None:
     monkeypatch.delenv("DEFECTBENCH_CHECKPOINTS", raising=False)
     file_name, url = RES2NET50_V1B_FILE
     with pytest.raises(CheckpointError, match=f"Res2Net-50 v1b ImageNet weights not found: download {url}"):
@@ -87,6 +87,9 @@ def test_weights_load_from_a_local_file_with_every_key_checked(tmp_path, monkeyp
     (tmp_path / file_name).parent.mkdir(exist_ok=True)
     torch.save(ref, tmp_path / file_name)
     monkeypatch.setenv("DEFECTBENCH_CHECKPOINTS", str(tmp_path))
+    with pytest.raises(CheckpointError, match="not the official res2net50.*starts with 3cf99910"):
+        build_res2net50_v1b()  # a file under the official name is checked against the hash prefix in that name
+    stand_in_official("res2net50_v1b", tmp_path / file_name)
     net = build_res2net50_v1b()
     for key in ("conv1.0.weight", "layer3.2.convs.1.weight", "layer1.0.downsample.2.running_mean", "fc.bias"):
         torch.testing.assert_close(net.state_dict()[key], ref[key])

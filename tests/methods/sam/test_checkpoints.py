@@ -52,18 +52,22 @@ def test_small_models_load_from_random_official_checkpoint(tmp_path, model):
     path = ck.save_random_checkpoint(model, tmp_path / spec.file_name, seed=3)
     raw = torch.load(path, map_location="cpu", weights_only=True)
     state = raw[spec.state_key] if spec.state_key else raw
-    net, info = ck.load_model(model, path, "cpu", cache_root=tmp_path / "cache")
+    with pytest.raises(CheckpointError) as err:  # random weights are not the official file: refused by default
+        ck.load_model(model, path, "cpu", cache_root=tmp_path / "cache")
+    msg = str(err.value)
+    assert f"its sha256 is {ck.file_sha256(path)}" in msg and spec.sha256 in msg and "--allow-unofficial" in msg
+    net, info = ck.load_model(model, path, "cpu", cache_root=tmp_path / "cache", allow_unofficial=True)
     loaded = net.state_dict()
     assert set(loaded) == set(state)
     key = next(k for k in state if k.endswith("weight") and state[k].ndim >= 2)
     assert torch.equal(loaded[key], state[key])
-    assert info.sha256 == ck.file_sha256(path) and info.official is (False if spec.sha256 else None)
+    assert info.sha256 == ck.file_sha256(path) and info.official is False
 
 
 @pytest.mark.parametrize("model", ["vit_b", "vit_l", "vit_h", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l"])
 def test_large_models_load_from_official_layout(tmp_path, model):
     path = _layout_file(model, tmp_path / get_spec(model).file_name)
-    net, _ = ck.load_model(model, path, "cpu", cache_root=tmp_path / "cache")
+    net, _ = ck.load_model(model, path, "cpu", cache_root=tmp_path / "cache", allow_unofficial=True)
     state = net.state_dict()
     n_values = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked")) / 1e6
     assert abs(n_values - get_spec(model).params_m) < 0.01

@@ -18,7 +18,7 @@ from defectbench.bench.jobs import Job
 from defectbench.errors import CheckpointError, ConfigError, DefectbenchError
 from defectbench.methods.base import write_maps
 
-KEYS = frozenset({"model", "select", "checkpoint", "amg", "output", "generator", "train_limit"})
+KEYS = frozenset({"model", "select", "checkpoint", "amg", "output", "generator", "train_limit", "allow_unofficial"})
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class SamOptions:
     output: str = "binary"
     generator: str = "fast"
     train_limit: int | None = None
+    allow_unofficial: bool = False
 
 
 def parse_options(entry: dict[str, Any], where: str) -> SamOptions:
@@ -54,10 +55,13 @@ def parse_options(entry: dict[str, Any], where: str) -> SamOptions:
     if generator not in GENERATORS:
         raise ConfigError(f"{where}: 'generator' must be one of {', '.join(GENERATORS)}, got {generator!r}")
     limit = entry.get("train_limit")
+    allow = entry.get("allow_unofficial", False)
+    if not isinstance(allow, bool):
+        raise ConfigError(f"{where}: 'allow_unofficial' must be true or false, got {allow!r}")
     return SamOptions(str(entry["model"]), str(entry["select"]),
                       str(entry["checkpoint"]) if entry.get("checkpoint") else None,
                       dict(entry["amg"]) if entry.get("amg") is not None else None, output, generator,
-                      None if limit is None else _positive_int(limit, f"{where}: train_limit"))
+                      None if limit is None else _positive_int(limit, f"{where}: train_limit"), allow)
 
 
 def sam_checkpoint(method: MethodSpec) -> Path:
@@ -89,7 +93,8 @@ def run(job: Job, ctx: JobContext) -> Produced:
     items = eval_items(dataset, task, include_extra=not method.uses_gt)
     opts = method.settings
     assert isinstance(opts, SamOptions)
-    sam = SamMethod(opts.model, opts.select, checkpoint, ctx.device, None, opts.amg, opts.generator, opts.output)
+    sam = SamMethod(opts.model, opts.select, checkpoint, ctx.device, None, opts.amg, opts.generator, opts.output,
+                    allow_unofficial=opts.allow_unofficial)
     t0 = time.perf_counter()
     if sam.cfg.strategy == "learned":
         if not task.train:
@@ -110,3 +115,21 @@ def run(job: Job, ctx: JobContext) -> Produced:
 def preflight(job: Job) -> str:
     """Locate the job's SAM checkpoint without loading it (an absent default raises JobSkipped)."""
     return f"checkpoint {sam_checkpoint(job.method)}"
+
+
+def needs(job: Job) -> list[Any]:
+    """What a sam job opens besides its data: its checkpoint, located and checked against the official SHA-256
+    (unless the method sets ``allow_unofficial``)."""
+    from defectbench.bench.needs import file_need, weights_need
+    from defectbench.downloads.catalog import sam_file
+    from defectbench.methods.sam.checkpoints import UNOFFICIAL_HINT, locate, verify_checkpoint
+    from defectbench.methods.sam.registry import get_spec
+
+    opts = job.method.settings
+    assert isinstance(opts, SamOptions)
+    if not opts.checkpoint:
+        return [weights_need(sam_file(opts.model), UNOFFICIAL_HINT, opts.allow_unofficial)]
+    spec = get_spec(opts.model)
+    return [file_need(lambda: verify_checkpoint(spec, locate(spec.name, opts.checkpoint),
+                                                allow_unofficial=opts.allow_unofficial),
+                      opts.checkpoint, "check the method's checkpoint in the config")]

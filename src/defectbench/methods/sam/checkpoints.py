@@ -1,13 +1,15 @@
 """Finding, checking, hashing and loading official SAM-family checkpoints.
 
-Where a checkpoint is looked for: ``--checkpoint PATH`` (``checkpoint=`` here), else
-``$DEFECTBENCH_CHECKPOINTS/<official file name>``. Nothing is ever downloaded.
+Where a checkpoint is looked for: ``--checkpoint PATH`` (``checkpoint=`` here), else the official file name in the
+checkpoints folder (``$DEFECTBENCH_CHECKPOINTS``, else ``~/.cache/defectbench/checkpoints``) or torch hub's cache.
+Nothing is downloaded here; ``defectbench weights fetch MODEL`` does that.
 
 Every failure is one :class:`~defectbench.errors.CheckpointError` line naming the file and what to do:
-a missing file (with the download address), a truncated or corrupt file, or a file of another model
-(``sam_vit_b`` weights given for ``vit_h`` is recognised and named). The keys and shapes are checked
-against the official architecture built on the ``meta`` device *before* the real model is built, so a
-wrong file fails in a second even for ViT-H.
+a missing file (with the download address), a truncated or corrupt file, a file of another model
+(``sam_vit_b`` weights given for ``vit_h`` is recognised and named), or a file whose SHA-256 is not the official
+one (refused unless ``allow_unofficial``, for one's own fine-tuned weights). The keys and shapes are checked
+against the official architecture built on the ``meta`` device *before* the real model is built, so a wrong file
+fails in a second even for ViT-H.
 
 The SHA-256 of a checkpoint keys the proposal cache; it is computed once per file and remembered in
 ``<cache root>/checkpoint_hashes.json`` (keyed by path, size and modification time).
@@ -16,8 +18,6 @@ The SHA-256 of a checkpoint keys the proposal cache; it is computed once per fil
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import zipfile
 from collections.abc import Iterator
@@ -25,10 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from defectbench.atomic import atomic_write_json
+from defectbench.downloads.catalog import sam_file
+from defectbench.downloads.files import cached_sha256, file_sha256, find, verify
 from defectbench.errors import CheckpointError
 from defectbench.methods.sam.registry import MODELS, ModelSpec, get_spec
-from defectbench.paths import CHECKPOINTS_ENV, checkpoints_dir
+from defectbench.paths import CHECKPOINTS_ENV, weights_dir
+
+__all__ = ["cached_sha256", "file_sha256"]  # re-exported: the hashing of checkpoints lives in downloads.files
+UNOFFICIAL_HINT = ("for your own fine-tuned weights pass --allow-unofficial (in an experiment config: "
+                   "allow_unofficial: true)")
 
 RANDOM = "random"
 
@@ -48,61 +53,38 @@ class CheckpointInfo:
         return self.path.name if self.path else f"random weights ({self.sha256})"
 
 
-def candidate_path(spec: ModelSpec, checkpoint: str | os.PathLike | None = None) -> Path | None:
-    """Return the path a checkpoint would be read from (explicit path, else the checkpoints folder), or None."""
+def candidate_path(spec: ModelSpec, checkpoint: str | os.PathLike | None = None) -> Path:
+    """Return the path a checkpoint would be read from: the explicit path, else the official file where it is
+    found (checkpoints folder, torch hub's cache), else where ``defectbench weights fetch`` would put it."""
     if checkpoint is not None:
         return Path(checkpoint).expanduser()
-    folder = checkpoints_dir()
-    return folder / spec.file_name if folder else None
+    return find(sam_file(spec.name)) or weights_dir() / spec.file_name
 
 
 def locate(model: str, checkpoint: str | os.PathLike | None = None) -> Path:
     """Return the checkpoint file of ``model``; a missing file is a one-line error with the download address."""
     spec = get_spec(model)
     path = candidate_path(spec, checkpoint)
-    if path is None:
-        raise CheckpointError(
-            f"no checkpoint for {spec.name}: pass --checkpoint PATH or set ${CHECKPOINTS_ENV} to the folder holding "
-            f"{spec.file_name} (download: {spec.url})"
-        )
     if path.is_dir():
         path = path / spec.file_name
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; download {spec.file_name} from {spec.url}")
+        how = ("" if checkpoint is not None else f"run `defectbench weights fetch {spec.name}`, or pass "
+               f"--checkpoint PATH or set ${CHECKPOINTS_ENV} to the folder holding {spec.file_name}; ")
+        raise CheckpointError(f"{path}: checkpoint not found; {how}download {spec.file_name} from {spec.url}")
     return path
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Return the SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def cached_sha256(path: str | os.PathLike, cache_root: str | os.PathLike | None = None) -> str:
-    """Return a file's SHA-256, reusing the value remembered for the same path, size and modification time."""
-    from defectbench.methods.sam.proposals import default_cache_dir
-
-    path = Path(path).resolve()
-    st = path.stat()
-    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-    store = Path(cache_root) if cache_root else default_cache_dir()
-    memo_file = store / "checkpoint_hashes.json"
-    memo: dict[str, str] = {}
-    if memo_file.is_file():
-        try:
-            memo = json.loads(memo_file.read_text())
-        except (OSError, ValueError):
-            memo = {}
-    if key not in memo:
-        memo[key] = file_sha256(path)
-        try:
-            atomic_write_json(memo_file, memo)
-        except OSError:
-            pass  # a read-only cache only costs a re-hash next time
-    return memo[key]
+def verify_checkpoint(spec: ModelSpec, path: Path, cache_root: str | os.PathLike | None = None,
+                      allow_unofficial: bool = False) -> CheckpointInfo:
+    """Hash ``path`` (remembered per file) and return its identity; a file whose SHA-256 is not the official one is
+    a one-line error with both hashes, unless ``allow_unofficial`` (then it is recorded as unofficial)."""
+    entry = sam_file(spec.name)
+    try:
+        digest = verify(path, entry, cache_root, UNOFFICIAL_HINT, allow_unofficial)
+    except CheckpointError:
+        check_layout(spec, read_state_dict(path, spec), path)  # a file of another model is named as such first
+        raise
+    return CheckpointInfo(spec.name, path, digest, (digest == spec.sha256) if spec.sha256 else None)
 
 
 def read_state_dict(path: Path, spec: ModelSpec) -> dict[str, Any]:
@@ -248,11 +230,13 @@ def skip_weight_init() -> Iterator[None]:
 
 
 def load_model(model: str, checkpoint: str | os.PathLike | None = None, device: str = "cpu",
-               random_seed: int | None = None, cache_root: str | os.PathLike | None = None) -> tuple[Any, CheckpointInfo]:
+               random_seed: int | None = None, cache_root: str | os.PathLike | None = None,
+               allow_unofficial: bool = False) -> tuple[Any, CheckpointInfo]:
     """Build ``model`` with the official weights (or random ones when ``random_seed`` is given) on ``device``.
 
     Returns the model in eval mode and a :class:`CheckpointInfo` whose ``sha256`` keys the proposal cache
-    (``random-seed<N>`` for random weights).
+    (``random-seed<N>`` for random weights). A file of the right architecture whose SHA-256 is not the official
+    one is refused unless ``allow_unofficial`` (one's own fine-tuned weights).
     """
     import torch
 
@@ -265,27 +249,26 @@ def load_model(model: str, checkpoint: str | os.PathLike | None = None, device: 
     state = read_state_dict(path, spec)
     if spec.name in _LAYOUTS or _meta_buildable(spec):
         check_layout(spec, state, path)  # before the (possibly large) real build
+        info = verify_checkpoint(spec, path, cache_root, allow_unofficial)
         with skip_weight_init():
             net = spec.build()
     else:
         with skip_weight_init():
             net = spec.build()
         check_layout(spec, state, path, net)
+        info = verify_checkpoint(spec, path, cache_root, allow_unofficial)
     net.load_state_dict(state, strict=True)
-    digest = cached_sha256(path, cache_root)
-    official = (digest == spec.sha256) if spec.sha256 else None
-    return net.to(device).eval(), CheckpointInfo(spec.name, path, digest, official)
+    return net.to(device).eval(), info
 
 
 def checkpoint_identity(model: str, checkpoint: str | os.PathLike | None = None, random_seed: int | None = None,
-                        cache_root: str | os.PathLike | None = None) -> CheckpointInfo:
-    """Return the weights' identity (file and hash) without building the model, for cache look-ups."""
+                        cache_root: str | os.PathLike | None = None, allow_unofficial: bool = False) -> CheckpointInfo:
+    """Return the weights' identity (file and hash) without building the model, for cache look-ups (a file that is
+    not the official one is refused here already, unless ``allow_unofficial``)."""
     spec = get_spec(model)
     if random_seed is not None:
         return CheckpointInfo(spec.name, None, f"random-seed{random_seed}", None)
-    path = locate(spec.name, checkpoint)
-    digest = cached_sha256(path, cache_root)
-    return CheckpointInfo(spec.name, path, digest, (digest == spec.sha256) if spec.sha256 else None)
+    return verify_checkpoint(spec, locate(spec.name, checkpoint), cache_root, allow_unofficial)
 
 
 def save_random_checkpoint(model: str, path: str | os.PathLike, seed: int = 0) -> Path:
@@ -303,23 +286,14 @@ def save_random_checkpoint(model: str, path: str | os.PathLike, seed: int = 0) -
 
 def status_rows(verify: bool = False, cache_root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Return one row per model for ``defectbench sam checkpoints``: file, URL, size, hash and whether found."""
-    folder = checkpoints_dir()
+    from defectbench.downloads.files import status
+
     rows = []
     for spec in MODELS.values():
         if spec.url.startswith("(test"):
             continue
-        path = folder / spec.file_name if folder else None
-        found = bool(path and path.is_file())
-        row: dict[str, Any] = {
-            "model": spec.name, "title": spec.title, "file": spec.file_name, "url": spec.url, "size": spec.size,
-            "sha256": spec.sha256, "found": found, "path": str(path) if found else None, "status": "missing",
-        }
-        if found:
-            size = path.stat().st_size
-            row["status"] = "found" if spec.size in (None, size) else f"size {size} differs"
-            if verify:
-                digest = cached_sha256(path, cache_root)
-                row["status"] = ("verified" if digest == spec.sha256 else
-                                 "found (no published hash)" if spec.sha256 is None else "sha256 differs")
-        rows.append(row)
+        st = status(sam_file(spec.name), verify, cache_root)
+        rows.append({"model": spec.name, "title": spec.title, "file": spec.file_name, "url": spec.url,
+                     "size": spec.size, "sha256": spec.sha256, "found": st["path"] is not None, "path": st["path"],
+                     "status": st["status"]})
     return rows

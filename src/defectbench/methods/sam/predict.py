@@ -4,7 +4,7 @@ Entry points (used by ``defectbench sam predict`` and by the experiment runner):
 
 ``predict_dataset(model, dataset, split, select, out_dir, checkpoint=None, device="auto", cache_dir=None,
 amg_params=None, generator="fast", output="binary", random_seed=None, train_split=None, limit=None,
-train_limit=None, evaluate=True, progress=True, data_root=None) -> dict``
+train_limit=None, evaluate=True, progress=True, data_root=None, allow_unofficial=False) -> dict``
     Writes ``<out_dir>/maps/<id>.png`` for every image of the split (8-bit PNG, written atomically) and
     ``<out_dir>/run.json`` (settings, checkpoint hash, versions, timings, proposal counts and — with
     ``evaluate`` — the paper's metrics plus pooled pixel max-F1). Images whose map exists are skipped, so
@@ -79,7 +79,8 @@ class ProposalSource:
 
     def __init__(self, model: str, checkpoint: str | os.PathLike | None = None, device: str = "auto",
                  cache_dir: str | os.PathLike | None = None, amg_params: dict[str, Any] | AmgParams | None = None,
-                 generator: str = "fast", random_seed: int | None = None, keep_logits: bool = True) -> None:
+                 generator: str = "fast", random_seed: int | None = None, keep_logits: bool = True,
+                 allow_unofficial: bool = False) -> None:
         if generator not in GENERATORS:
             raise ConfigError(f"unknown generator {generator!r}; choose one of {', '.join(GENERATORS)}")
         self.spec = get_spec(model)
@@ -89,7 +90,9 @@ class ProposalSource:
         self.device_name = device
         self.random_seed = random_seed
         self.keep_logits = keep_logits
-        self.identity: CheckpointInfo = checkpoint_identity(self.spec.name, checkpoint, random_seed, cache_dir)
+        self.allow_unofficial = allow_unofficial
+        self.identity: CheckpointInfo = checkpoint_identity(self.spec.name, checkpoint, random_seed, cache_dir,
+                                                            allow_unofficial)
         self.cache = ProposalCache(self.cache_key(), cache_dir)
         self._gen = None
         self.device: str | None = None
@@ -107,7 +110,8 @@ class ProposalSource:
             from defectbench.runtime import resolve_device
 
             self.device = resolve_device(self.device_name)
-            model, info = load_model(self.spec.name, self.checkpoint, self.device, self.random_seed, self.cache.root)
+            model, info = load_model(self.spec.name, self.checkpoint, self.device, self.random_seed, self.cache.root,
+                                     self.allow_unofficial)
             if info.sha256 != self.identity.sha256:  # the file changed since it was hashed
                 self.identity = info
                 self.cache = ProposalCache(self.cache_key(), self.cache.root)
@@ -265,8 +269,8 @@ def predict_dataset(model: str, dataset, split: str, select: str, out_dir: str |
                     cache_dir: str | os.PathLike | None = None, amg_params: dict[str, Any] | None = None,
                     generator: str = "fast", output: str = "binary", random_seed: int | None = None,
                     train_split: str | None = None, limit: int | None = None, train_limit: int | None = None,
-                    evaluate: bool = True, progress: bool = True, data_root: str | os.PathLike | None = None
-                    ) -> dict[str, Any]:
+                    evaluate: bool = True, progress: bool = True, data_root: str | os.PathLike | None = None,
+                    allow_unofficial: bool = False) -> dict[str, Any]:
     """Write the saliency maps of a dataset split and ``run.json``; return the run record (see module docstring).
 
     A thin loop over :class:`SamMethod` and :func:`defectbench.methods.base.write_maps`, the loop the experiment
@@ -281,7 +285,7 @@ def predict_dataset(model: str, dataset, split: str, select: str, out_dir: str |
     if limit is not None:
         samples = samples[:limit]
     method = SamMethod(model, select, checkpoint, device, cache_dir, amg_params, generator, output,
-                       random_seed=random_seed)
+                       random_seed=random_seed, allow_unofficial=allow_unofficial)
     out = Path(out_dir)
     run_file = out / "run.json"
     config = _config_block(method.source, ds.name, split, method.cfg)
@@ -360,11 +364,12 @@ class SamMethod:
                  device: str = "auto", cache_dir: str | os.PathLike | None = None,
                  amg_params: dict[str, Any] | None = None, generator: str = "fast", output: str = "binary",
                  selector: LogisticSelector | str | os.PathLike | None = None, random_seed: int | None = None,
-                 prior: PriorParams = PriorParams()) -> None:
+                 prior: PriorParams = PriorParams(), allow_unofficial: bool = False) -> None:
         if isinstance(selector, (str, os.PathLike)):
             selector = LogisticSelector.from_dict(json.loads(Path(selector).read_text()))
         self.cfg = SelectionConfig(select, output, prior, selector)
-        self.source = ProposalSource(model, checkpoint, device, cache_dir, amg_params, generator, random_seed)
+        self.source = ProposalSource(model, checkpoint, device, cache_dir, amg_params, generator, random_seed,
+                                     allow_unofficial=allow_unofficial)
         self.name = method_name(model, select, output)
         self.oracle = is_oracle(select)
         self.model, self.random_seed = model, random_seed

@@ -26,15 +26,13 @@ from typing import Any
 import numpy as np
 
 from defectbench.atomic import atomic_write_bytes, atomic_write_json
-
-CACHE_ENV = "DEFECTBENCH_CACHE"
+from defectbench.paths import cache_root
 FORMAT_VERSION = 1
 
 
 def default_cache_dir() -> Path:
     """Return ``$DEFECTBENCH_CACHE`` (its ``sam`` subfolder is not added) or ``~/.cache/defectbench/sam``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "defectbench" / "sam"
+    return cache_root()
 
 
 def masks_to_rle(masks: np.ndarray) -> list[np.ndarray]:

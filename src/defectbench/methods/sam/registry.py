@@ -6,8 +6,9 @@ SAM, the ``sam2`` package's hydra configs for SAM 2.1, :mod:`defectbench.methods
 MobileSAM); weights come only from :func:`defectbench.methods.sam.checkpoints.load_model`. Nothing here
 downloads anything.
 
-Sizes and SHA-256 digests are those of the files Meta / the MobileSAM authors publish; where we could not
-confirm a value it is ``None`` and only the key/shape check applies.
+Sizes and SHA-256 digests are those of the files Meta / the MobileSAM authors publish (the SAM 2.1 values as
+recorded, identically, by several independent projects that pin these downloads); a value we could not confirm
+would be ``None``, and then only the key/shape check applies.
 """
 
 from __future__ import annotations
@@ -84,16 +85,21 @@ _SPECS = [
               2564550879, "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 641.09, _sam1("vit_h"),
               aliases=("default",)),
     ModelSpec("sam2.1_hiera_t", "sam2", "SAM 2.1 Hiera-T", "sam2.1_hiera_tiny.pt", SAM21_URL + "sam2.1_hiera_tiny.pt",
-              None, None, 38.96, _sam21("configs/sam2.1/sam2.1_hiera_t.yaml"), state_key="model",
+              156008466, "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69", 38.96,
+              _sam21("configs/sam2.1/sam2.1_hiera_t.yaml"), state_key="model",
               amg_defaults=_SAM2_AMG, aliases=("sam2.1_hiera_tiny",)),
     ModelSpec("sam2.1_hiera_s", "sam2", "SAM 2.1 Hiera-S", "sam2.1_hiera_small.pt", SAM21_URL + "sam2.1_hiera_small.pt",
-              None, None, 46.06, _sam21("configs/sam2.1/sam2.1_hiera_s.yaml"), state_key="model",
+              184416285, "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38", 46.06,
+              _sam21("configs/sam2.1/sam2.1_hiera_s.yaml"), state_key="model",
               amg_defaults=_SAM2_AMG, aliases=("sam2.1_hiera_small",)),
     ModelSpec("sam2.1_hiera_b+", "sam2", "SAM 2.1 Hiera-B+", "sam2.1_hiera_base_plus.pt",
-              SAM21_URL + "sam2.1_hiera_base_plus.pt", None, None, 80.85, _sam21("configs/sam2.1/sam2.1_hiera_b+.yaml"),
-              state_key="model", amg_defaults=_SAM2_AMG, aliases=("sam2.1_hiera_base_plus",)),
+              SAM21_URL + "sam2.1_hiera_base_plus.pt", 323606802,
+              "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5", 80.85,
+              _sam21("configs/sam2.1/sam2.1_hiera_b+.yaml"), state_key="model",
+              amg_defaults=_SAM2_AMG, aliases=("sam2.1_hiera_base_plus",)),
     ModelSpec("sam2.1_hiera_l", "sam2", "SAM 2.1 Hiera-L", "sam2.1_hiera_large.pt", SAM21_URL + "sam2.1_hiera_large.pt",
-              None, None, 224.45, _sam21("configs/sam2.1/sam2.1_hiera_l.yaml"), state_key="model",
+              898083611, "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318", 224.45,
+              _sam21("configs/sam2.1/sam2.1_hiera_l.yaml"), state_key="model",
               amg_defaults=_SAM2_AMG, aliases=("sam2.1_hiera_large",)),
     ModelSpec("mobile_sam", "mobile_sam", "MobileSAM (TinyViT-5M)", "mobile_sam.pt", MOBILESAM_URL + "mobile_sam.pt",
               40728226, "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f", 10.14, _mobile_sam,
