@@ -23,7 +23,9 @@ RESNET_FILES = {
 }
 
 
-def _find_weights(file_name: str, weights_path: str | Path | None, url: str, what: str) -> Path:
+def _find_weights(file_name: str, weights_path: str | Path | None, url: str, what: str,
+                  missing: str | None = None) -> Path:
+    """Return ``weights_path`` or ``$DEFECTBENCH_CHECKPOINTS/<file_name>``; else raise ``missing`` (or the training hint)."""
     if weights_path is not None:
         path = Path(weights_path).expanduser()
         if not path.is_file():
@@ -32,7 +34,7 @@ def _find_weights(file_name: str, weights_path: str | Path | None, url: str, wha
     folder = checkpoints_dir()
     if folder is not None and (folder / file_name).is_file():
         return folder / file_name
-    raise CheckpointError(
+    raise CheckpointError(missing or
         f"{what} ImageNet weights not found: download {url} into $DEFECTBENCH_CHECKPOINTS "
         f"(or pass --backbone-weights PATH), or train from scratch with --no-pretrained"
     )
