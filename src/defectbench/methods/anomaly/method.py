@@ -14,7 +14,7 @@ file (the weights themselves stay where they are; a fitted model loads only with
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,7 @@ class AnomalyMethod:
         return self.model.score_maps(images, self.device)
 
     def calibrate(self, images: Iterable[np.ndarray], alpha: float = TARGET_FALSE_ALARMS, batch: int = 8,
-                  advance: Any = None) -> ScoreToMap:
+                  advance: Callable[[int], None] | None = None) -> ScoreToMap:
         """Fit the score-to-map rule on defect-free images held out from fitting (see :mod:`.calibration`)."""
         maps: list[np.ndarray] = []
         for chunk in batches(images, batch):
