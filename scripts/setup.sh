@@ -21,7 +21,7 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
 fi
 
 extras="sam2,deploy"
-[ $want_test = 1 ] && extras="sam2,deploy,int8,cluster,test"
+[ $want_test = 1 ] && extras="sam2,deploy,int8,cluster,anomaly,test"
 # Reinstall the package only when pyproject.toml changed since the last install.
 stamp=".venv/.defectbench-$(sha256sum pyproject.toml | cut -c1-16)-$extras"
 if [ ! -f "$stamp" ]; then

@@ -66,3 +66,23 @@ def test_unknown_split_and_dataset_are_clear(tmp_path, rng):
         ds.split("test")
     with pytest.raises(DataError, match="unknown dataset 'nope'"):
         load_dataset("nope")
+
+
+def test_folder_good_images_form_the_defect_free_splits(tmp_path, rng):
+    from defectbench.data.splits import free_splits
+
+    for split, n in (("train", 2), ("test", 2)):
+        for i in range(n):
+            _pair(tmp_path / split / "images", tmp_path / split / "masks", f"{split}{i}", rng)
+    for i in range(10):
+        write_png(tmp_path / "good" / f"ok{i}.jpg", rng.integers(0, 255, (24, 32), dtype=np.uint8))
+    ds = load_dataset(f"folder:{tmp_path}")
+    free = ds.split("free")
+    assert len(free) == 10 and all(s.defect_class == "Free" and s.mask_path is None for s in free)
+    assert not free[0].mask().any() and free[0].mask().shape == (24, 32)
+    parts = {k: [s.id for s in ds.split(k)] for k in ("free-train", "free-calib", "free-test")}
+    assert parts == free_splits([s.id for s in free]) and [len(v) for v in parts.values()] == [5, 2, 3]
+    assert len(ds.split("test")) == 2  # the good images are not in the defect test split
+    (tmp_path / "good" / "ok0.jpg").rename(tmp_path / "good" / "test0.jpg")  # a stem used twice is refused
+    with pytest.raises(DataError, match="duplicate image stems"):
+        load_dataset(f"folder:{tmp_path}")

@@ -4,7 +4,7 @@ import hashlib
 from collections import Counter
 
 from defectbench.cli import main
-from defectbench.data.splits import _hash_order, read_split, split_dir, stratified_split
+from defectbench.data.splits import _hash_order, free_splits, read_split, split_dir, stratified_split
 from tests.conftest import needs_mt, needs_sd900
 
 
@@ -14,7 +14,7 @@ def test_data_split_regenerates_shipped_files_bit_identically(tmp_path, data_roo
     assert main(["data", "split", "sd900", "mt", "--out", str(tmp_path), "--data-root", str(data_root)]) == 0
     written = sorted(p.name for p in tmp_path.iterdir())
     shipped = sorted(p.name for p in split_dir().glob("*.txt"))
-    assert written == shipped and len(written) == 7
+    assert written == shipped and len(written) == 10
     for name in written:
         assert (tmp_path / name).read_bytes() == (split_dir() / name).read_bytes(), name
     # and the check mode agrees
@@ -24,8 +24,22 @@ def test_data_split_regenerates_shipped_files_bit_identically(tmp_path, data_roo
 def test_shipped_split_files_are_what_the_paper_needs():
     assert len(read_split(split_dir() / "sd900_train.txt")) == 540
     assert len(read_split(split_dir() / "sd900_test.txt")) == 360
-    sizes = {n: len(read_split(split_dir() / f"mt_{n}.txt")) for n in ("1to1-train", "1to1-test", "7to3-train", "7to3-test", "free")}
-    assert sizes == {"1to1-train": 196, "1to1-test": 196, "7to3-train": 274, "7to3-test": 118, "free": 952}
+    names = ("1to1-train", "1to1-test", "7to3-train", "7to3-test", "free", "free-train", "free-calib", "free-test")
+    sizes = {n: len(read_split(split_dir() / f"mt_{n}.txt")) for n in names}
+    assert sizes == {"1to1-train": 196, "1to1-test": 196, "7to3-train": 274, "7to3-test": 118, "free": 952,
+                     "free-train": 476, "free-calib": 190, "free-test": 286}
+    parts = [set(read_split(split_dir() / f"mt_{n}.txt")) for n in ("free-train", "free-calib", "free-test")]
+    assert set.union(*parts) == set(read_split(split_dir() / "mt_free.txt")) and sum(map(len, parts)) == 952
+
+
+def test_free_split_rule_is_seeded_unstratified_and_exhaustive():
+    ids = [f"g{i}" for i in range(23)]
+    got = free_splits(ids, seed=0)
+    assert [len(got[k]) for k in ("free-train", "free-calib", "free-test")] == [12, 5, 6]  # floor(11.5+.5), floor(4.6+.5)
+    order = _hash_order(sorted(ids), 0)
+    assert got["free-train"] == sorted(order[:12]) and got["free-calib"] == sorted(order[12:17])
+    assert got["free-test"] == sorted(order[17:]) and free_splits(list(reversed(ids)), 0) == got
+    assert free_splits(ids, seed=1) != got
 
 
 def test_stratified_split_sizes_and_determinism():

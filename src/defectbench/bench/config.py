@@ -29,7 +29,8 @@ Common method keys: ``label`` (row label in tables), ``seeds``, ``datasets`` (re
 a checkpoint whose SHA-256 is not the official one), ``amg`` (mask generation settings), ``output`` (binary | soft
 | score), ``generator`` (fast | official), ``train_limit``. ``maps``:
 ``path`` or ``paths`` (dataset id -> folder), ``resize`` (resize maps to the mask size instead of failing).
-Relative paths are taken from the current directory.
+``anomaly``: ``model`` (patchcore | padim), fitted on defect-free images only (see
+:mod:`defectbench.bench.families.anomaly` for its keys). Relative paths are taken from the current directory.
 
 Every problem is reported as one :class:`~defectbench.errors.ConfigError` line naming the file and the key.
 """
@@ -51,7 +52,7 @@ from defectbench.runtime import DEVICE_CHOICES, is_device_name
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 KNOWN_SPLITS: dict[str, tuple[str, ...]] = {
     "sd900": ("train", "test"),
-    "mt": ("1to1-train", "1to1-test", "7to3-train", "7to3-test", "free"),
+    "mt": ("1to1-train", "1to1-test", "7to3-train", "7to3-test", "free", "free-train", "free-calib", "free-test"),
     "nrsd": ("train", "test"),
 }
 TOP_KEYS = {"experiment", "description", "device", "data_root", "seeds", "datasets", "methods", "speed"}
@@ -179,6 +180,7 @@ def parse_config(raw: Any, source: Path | None = None) -> ExperimentConfig:
     seeds = _seeds(raw.get("seeds", [0]), f"{where}: 'seeds'")
     tasks = _tasks(raw.get("datasets"), where)
     methods = _methods(raw.get("methods"), seeds, {t.dataset_id for t in tasks}, where)
+    _check_tasks(methods, tasks, where)
     speed = _speed(raw.get("speed"), {m.name for m in methods}, where)
     data_root = raw.get("data_root")
     return ExperimentConfig(experiment, tasks, methods, device, str(data_root) if data_root else None, speed,
@@ -291,6 +293,15 @@ def _methods(value: Any, seeds: tuple[int, ...], dataset_ids: set[str], where: s
         options = {k: v for k, v in entry.items() if k not in ("name", "type", "seeds", "datasets", "resources")}
         methods.append(MethodSpec(name, mtype, options, m_seeds, ds, resources, fam.parse_options(entry, w)))
     return methods
+
+
+def _check_tasks(methods: list[MethodSpec], tasks: list[TaskSpec], where: str) -> None:
+    """Let each family refuse a task it cannot run on (its ``check_task(method, task, where)``), before any work."""
+    for i, m in enumerate(methods):
+        check = getattr(family(m.type), "check_task", None)
+        for task in tasks if check is not None else ():
+            if m.applies_to(task.dataset_id):
+                check(m, task, f"{where}: methods[{i}]")
 
 
 def parse_resources(value: Any, where: str) -> dict[str, float] | None:

@@ -97,3 +97,21 @@ def preflight(job: Job) -> tuple[str, str]:
         return "skip", str(exc)
     except DefectbenchError as exc:
         return "error", str(exc)
+
+
+def validate_jobs(jobs: list[Job], dataset: Callable[[TaskSpec], Dataset]) -> None:
+    """Run each family's ``validate(job, dataset)`` before any job starts; its error stops the run (one line).
+
+    A dataset that cannot be loaded is left to fail its jobs when they run, as it would without this check.
+    """
+    from defectbench.bench.families import family
+
+    for job in jobs:
+        check = getattr(family(job.method.type), "validate", None) if job.kind == "eval" else None
+        if check is None or job.task is None:
+            continue
+        try:
+            data = dataset(job.task)
+        except DefectbenchError:
+            continue
+        check(job, data)

@@ -70,7 +70,7 @@ def speed_methods(config: ExperimentConfig) -> list[MethodSpec]:
 def expand_jobs(config: ExperimentConfig) -> list[Job]:
     """Expand a config into its job matrix, ordered task by task (cheap methods first within a task)."""
     jobs: list[Job] = []
-    order = {"maps": 0, "sod": 1, "sam": 2}
+    order = {"maps": 0, "sod": 1, "anomaly": 1, "sam": 2}
     for task in config.tasks:
         methods = sorted((m for m in config.methods if m.applies_to(task.dataset_id)), key=lambda m: order[m.type])
         for method in methods:
@@ -87,5 +87,8 @@ def expand_jobs(config: ExperimentConfig) -> list[Job]:
 
 
 def speed_key(method: MethodSpec) -> str:
-    """Return the model a speed job measures, ``<type>-<model>`` (SAM selections share their model's speed)."""
+    """Return the model a speed job measures, ``<type>-<model>`` (SAM selections share their model's speed);
+    ``anomaly-<method name>`` for anomaly methods, whose backbone, input size and bank make their speed."""
+    if method.type == "anomaly":
+        return f"anomaly-{method.name}"
     return f"{method.type}-{method.options.get('model')}"

@@ -31,10 +31,10 @@ from typing import Any, Protocol
 
 from defectbench.atomic import atomic_write_json, atomic_write_text
 from defectbench.bench.config import ExperimentConfig, TaskSpec
-from defectbench.bench.executors import JobContext, JobSkipped, Produced, executor
+from defectbench.bench.executors import JobContext, JobSkipped, Produced, executor, validate_jobs
 from defectbench.bench.jobs import Job, expand_jobs
 from defectbench.locks import ExperimentLock
-from defectbench.bench.scoring import index_maps, score_items
+from defectbench.bench.scoring import AnomalyScores, index_maps, score_items
 from defectbench.bench.store import SCALARS, STORE_NAME, ImageRow, ResultsStore, SpeedRecord
 from defectbench.data.dataset import Dataset
 from defectbench.errors import ConfigError, DefectbenchError
@@ -271,6 +271,7 @@ def run_experiment(config: ExperimentConfig, runs_dir: str | Path = "runs", *, d
                     else:
                         pending.append(job)
                 plan.bar, plan.log = bars.bar, bars.log(log)
+                validate_jobs(pending, DatasetCache(plan.data_root, plan.dataset_loader))
                 backend.run(plan, pending, JobRecorder(store, summary, plan.log, overall), meta)
         finally:
             backend.close()
@@ -303,7 +304,10 @@ def compute_job(job: Job, ctx: JobContext, meta: dict[str, Any]) -> JobOutcome:
         produced = executor(job.method.type)(job, ctx)
         t1 = time.perf_counter()
         maps = index_maps(produced.maps_dir)
-        rows = score_items(job.id, produced.items, maps, produced.resize, ctx.bar(f"score {job.id}", len(produced.items)))
+        anomaly = AnomalyScores()
+        rows = score_items(job.id, produced.items, maps, produced.resize, ctx.bar(f"score {job.id}", len(produced.items)),
+                           observe=anomaly.add)
+        produced.info.update(anomaly.info())
         timings = {**produced.timings, "score_s": time.perf_counter() - t1}
         seconds = time.perf_counter() - t0
         timings["total_s"] = seconds
@@ -356,7 +360,7 @@ def _compute_speed(job: Job, ctx: JobContext, meta: dict[str, Any], t0: float) -
     spec = job.speed
     assert spec is not None
     rec = measure_method(job.method, device=ctx.device, image_size=spec.image_size, sam_mode=spec.sam_mode,
-                         max_seconds=spec.max_seconds, job_id=job.id)
+                         max_seconds=spec.max_seconds, job_id=job.id, experiment_dir=ctx.experiment_dir)
     seconds = time.perf_counter() - t0
     atomic_write_json(job.run_dir(ctx.experiment_dir) / "run.json",
                       {"job": job.id, "spec": job.spec(), "result": rec.__dict__, "run": meta, "seconds": seconds})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from defectbench.bench.config import MethodSpec
@@ -192,15 +193,55 @@ def measure_sam(variant: str, device: str = "cpu", mode: str = "encoder", image_
 
 
 def measure_method(method: MethodSpec, device: str = "cpu", image_size: int = 352, sam_mode: str = "encoder",
-                   max_seconds: float = 10.0, job_id: str | None = None) -> SpeedRecord:
-    """Measure the model behind a configured method (sod or sam)."""
+                   max_seconds: float = 10.0, job_id: str | None = None,
+                   experiment_dir: Path | None = None) -> SpeedRecord:
+    """Measure the model behind a configured method (sod, sam or anomaly)."""
     model = str(getattr(method.settings, "model", ""))
     if method.type == "sod":
         return measure_saliency(model, device, image_size, max_seconds, method.settings.model_args or None,
                                 method=method.name, job_id=job_id)
     if method.type == "sam":
         return measure_sam(model, device, sam_mode, image_size, max_seconds, method=method.name, job_id=job_id)
+    if method.type == "anomaly":
+        return measure_anomaly(method, device, image_size, max_seconds, job_id, experiment_dir)
     raise DefectbenchError(f"method {method.name} ({method.type}) has no model to time")
+
+
+def measure_anomaly(method: MethodSpec, device: str = "cpu", image_size: int = 352, max_seconds: float = 10.0,
+                    job_id: str | None = None, experiment_dir: Path | None = None) -> SpeedRecord:
+    """Time an anomaly method's ``predict`` at batch 1 on a random ``image_size`` image (backbone, search, smoothing).
+
+    The method as fitted by a job of the experiment (its saved ``fit/anomaly.safetensors``) when there is one, else
+    random backbone weights and a random fitted state of the size a fit on ``fit_limit`` images gives
+    (:data:`~defectbench.bench.families.anomaly.SPEED_FIT_IMAGES` without one). PatchCore's search time grows with
+    its bank, whose size ``what`` states. MB = backbone fp32 weights + fitted state.
+    """
+    import numpy as np
+
+    from defectbench.bench.families.anomaly import FITTED_FILE, SPEED_FIT_IMAGES
+    from defectbench.methods.anomaly.calibration import ScoreToMap
+    from defectbench.methods.anomaly.coreset import coreset_size
+    from defectbench.methods.anomaly.method import AnomalyMethod, build_model, patches_per_image, placeholder_fit
+    from defectbench.runtime import device_description
+
+    opts = method.settings
+    spec = opts.spec(0)
+    fitted = sorted(Path(experiment_dir).glob(f"*/{method.name}/seed*/{FITTED_FILE}")) if experiment_dir else []
+    if fitted:
+        runner = AnomalyMethod.load(fitted[0], device, opts.backbone_weights)
+        model, source = runner.model, "fitted"
+    else:
+        model, source = build_model(spec, pretrained=False, device=device), "random"
+        placeholder_fit(model, coreset_size(patches_per_image(model) * (opts.fit_limit or SPEED_FIT_IMAGES),
+                                            spec.coreset_ratio))
+        runner = AnomalyMethod(model, spec, ScoreToMap(0.0, 1.0, 0.05, 19), device=device)
+    image = np.random.default_rng(0).integers(0, 256, (image_size, image_size), dtype=np.uint8)
+    fps, iters, secs = time_calls(lambda: runner.predict(image), device, max_seconds)
+    bank = f", {source} bank {model.bank.shape[0]}×{model.bank.shape[1]}" if spec.kind == "patchcore" else f", {source}"
+    return SpeedRecord(job_id or f"speed/anomaly-{method.name}", method.name, f"{spec.kind}-{spec.backbone}",
+                       f"predict{bank}", device, device_description(device), spec.size,
+                       count_parameters(model.backbone.net), state_dict_mb(model.backbone.net) + model.state_mb(), fps,
+                       iters, secs, time.time())
 
 
 def measure_named(name: str, device: str = "cpu", image_size: int = 352, sam_mode: str = "encoder",

@@ -1,4 +1,9 @@
-"""A generic dataset: ``images/`` + ``masks/`` folders (or ``train/`` and ``test/`` folders holding such a pair)."""
+"""A generic dataset: ``images/`` + ``masks/`` folders (or ``train/`` and ``test/`` folders holding such a pair).
+
+A ``good/`` folder beside them holds defect-free images (no masks needed; class ``Free``): they form the splits
+``free`` (all) and ``free-train`` / ``free-calib`` / ``free-test`` by the seeded rule of
+:func:`defectbench.data.splits.free_splits`, as MT_Free does.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,13 @@ from defectbench.data.dataset import Dataset
 from defectbench.data.imageio import list_images
 from defectbench.data.layout import first_existing, pair_masks
 from defectbench.data.sample import Sample
+from defectbench.data.splits import free_splits
 from defectbench.errors import DataError
 
 IMAGE_DIRS = ("images", "imgs", "image", "img")
 MASK_DIRS = ("masks", "mask", "gt", "labels", "annotations", "ground truth")
+GOOD_DIRS = ("good",)
+FREE_CLASS = "Free"
 
 
 def _load_pair(folder: Path, title: str) -> list[Sample]:
@@ -41,4 +49,12 @@ def load(path: str | Path) -> Dataset:
             splits[name] = [s.id for s in part]
     else:
         samples = _load_pair(root, title)
+    good = first_existing(root, GOOD_DIRS)
+    if good is not None:
+        free = [Sample(p.stem, p, None, FREE_CLASS) for p in list_images(good)]
+        if not free:
+            raise DataError(f"{good}: no images found; put the defect-free images there, or remove the empty folder")
+        samples += free
+        splits["free"] = [s.id for s in free]
+        splits.update(free_splits(splits["free"]))
     return Dataset(f"folder:{root}", title, root, samples, (), splits)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from defectbench.data.dataset import Dataset
 from defectbench.data.layout import locate
 from defectbench.data.sample import Sample
-from defectbench.data.splits import mt_splits, stored_or_computed
+from defectbench.data.splits import FREE_SPLITS, mt_splits, stored_or_computed
 from defectbench.errors import DataError
 
 NAME = "mt"
@@ -13,7 +13,7 @@ TITLE = "MT (magnetic tile)"
 DIRNAMES = ("Magnetic-tile-defect-datasets", "Magnetic-tile-defect-datasets.", "Magnetic-tile-defect-datasets.-master", "MT")
 CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
 FREE = "Free"
-SPLITS = ("1to1-train", "1to1-test", "7to3-train", "7to3-test", "free")
+SPLITS = ("1to1-train", "1to1-test", "7to3-train", "7to3-test", "free", *FREE_SPLITS)
 HOW_TO_GET = "run `defectbench data fetch mt` (from github.com/abin24/Magnetic-tile-defect-datasets.) or pass --data-root"
 
 

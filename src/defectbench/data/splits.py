@@ -8,7 +8,12 @@ Rules (``defectbench data split`` regenerates every file bit-identically from th
   ``sha256(f"{seed}:{id}")`` (independent of library versions) and the first ``n_c`` train.
   ``n_c`` = floor(share * class size), the remaining images of the target total going to the
   classes with the largest remainders (ties by class name). 1:1 gives 196/196, 7:3 gives 274/118.
-  ``free`` lists the defect-free MT_Free images (never used for training).
+  ``free`` lists the defect-free MT_Free images (never used for training by the supervised methods).
+* defect-free splits (MT_Free, a ``folder:`` dataset's ``good/`` images; :func:`free_splits`), for the methods
+  that fit on defect-free images only: no stratification; the ids are ordered by ``sha256(f"{seed}:{id}")`` and the
+  first ``floor(n * 0.5 + 0.5)`` go to ``free-train`` (fitting), the next ``floor(n * 0.2 + 0.5)`` to
+  ``free-calib`` (the score-to-map rule), the rest to ``free-test`` (the false-alarm set of every method). MT's
+  952 give 476 / 190 / 286. ``free`` stays the list of all of them.
 * ``nrsd``: as published, the layout's train and test folders.
 """
 
@@ -20,6 +25,10 @@ from importlib import resources
 from pathlib import Path
 
 SPLIT_SEED = 0
+# shares of the defect-free images that fit, calibrate and test (the rest) the methods trained on good parts only
+FREE_SHARES = (("free-train", 0.5), ("free-calib", 0.2))
+FREE_TEST = "free-test"
+FREE_SPLITS = (*(name for name, _ in FREE_SHARES), FREE_TEST)
 SPLITS_PACKAGE = "defectbench.data.split_files"
 
 
@@ -98,6 +107,20 @@ def mt_splits(by_class: dict[str, list[str]], seed: int = SPLIT_SEED) -> dict[st
         train, test = stratified_split(defects, share, seed)
         out[f"{tag}-train"], out[f"{tag}-test"] = train, test
     out["free"] = sorted(by_class.get("Free", []))
+    out.update(free_splits(out["free"], seed))
+    return out
+
+
+def free_splits(ids: list[str], seed: int = SPLIT_SEED) -> dict[str, list[str]]:
+    """Divide defect-free ids into ``free-train`` / ``free-calib`` / ``free-test`` (seeded order, no stratification)."""
+    order = _hash_order(sorted(ids), seed)
+    out: dict[str, list[str]] = {}
+    start = 0
+    for name, share in FREE_SHARES:
+        n = int(math.floor(len(order) * share + 0.5))
+        out[name] = sorted(order[start:start + n])
+        start += n
+    out[FREE_TEST] = sorted(order[start:])
     return out
 
 

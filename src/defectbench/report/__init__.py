@@ -13,6 +13,7 @@ from pathlib import Path
 
 from defectbench.atomic import atomic_write_text
 from defectbench.report.build import (
+    anomaly_table,
     class_tables,
     efficiency_table,
     false_alarm_table,
@@ -51,6 +52,9 @@ def build_tables(results: ExperimentResults) -> dict[str, list[Table]]:
     for task in results.tasks:
         tables = [main_table(results, task), *class_tables(results, task)]
         tables += [false_alarm_table(results, task, split) for split in results.false_alarm_splits(task.key)]
+        anomaly = anomaly_table(results, task)
+        if anomaly is not None:
+            tables.append(anomaly)
         leak = leak_table(results, task)
         if leak is not None:
             tables.append(leak)

@@ -4,6 +4,7 @@
   (SAM minus the best other method, with the paper's relative gap), the paper's published rows and gap;
 * :func:`class_tables` — the same five metrics per defect class;
 * :func:`false_alarm_table` — defect-free images (MT_Free): share with any defect pixel, mean predicted area;
+* :func:`anomaly_table` — the anomaly field's image AUROC, pixel AUROC and AUPRO of every method;
 * :func:`leak_table` — maps made elsewhere: training-split and test-split scores side by side;
 * :func:`efficiency_table` — Table 7: parameters, size, FPS measured here beside the paper's RTX 3080 numbers;
 * :func:`summary_table` — per dataset/split, the best SAM row against the best other method.
@@ -172,6 +173,43 @@ def false_alarm_table(results: ExperimentResults, task: TaskInfo, split: str) ->
     table.mark_best()
     table.notes = ["A pixel counts as predicted defect above 0.5 (8-bit value >= 128). Every image of the split is "
                    "defect-free, so any predicted defect is a false alarm; lower is better."]
+    return table
+
+
+ANOMALY_HEADERS = {"image_AUROC": "image AUROC ↑", "pixel_AUROC": "pixel AUROC ↑", "AUPRO": "AUPRO (to FPR 0.3) ↑"}
+
+
+def _count(m: MethodResult, key: str) -> str:
+    n = m.stat(key, "anomaly")
+    return "" if n is None else str(int(round(n.mean)))
+
+
+def anomaly_table(results: ExperimentResults, task: TaskInfo) -> Table | None:
+    """The anomaly field's numbers of every method of a task: image AUROC, pixel AUROC, AUPRO (None when none has them)."""
+    methods = results.methods.get(task.key, [])
+    has = [any(m.stat(k, "anomaly") for k in ANOMALY_HEADERS) for m in methods]
+    if not any(has):
+        return None
+    cols = [Column("method", "Method"), Column("kind", "Type"), Column("seeds", "Seeds"),
+            Column("n_anomalous", "Defect images"), Column("n_normal", "Defect-free images"),
+            *(Column(k, h, True, 3) for k, h in ANOMALY_HEADERS.items())]
+    table = Table(f"anomaly_{task.key}", f"{task_title(task)} — anomaly-detection metrics", cols)
+    for m, scored in zip(methods, has, strict=True):
+        if not scored:
+            reason = ("n/a: the oracle selection is not run on defect-free images" if m.uses_gt
+                      else "n/a: scored before these metrics were recorded, or without defect-free images")
+            table.add("ours", False, method=m.label, kind=m.kind(), seeds=_seeds_text(m), n_anomalous="", n_normal="",
+                      image_AUROC=reason, pixel_AUROC="", AUPRO="")
+            continue
+        table.add("ours", True, method=m.label, kind=m.kind(), seeds=_seeds_text(m),
+                  n_anomalous=_count(m, "n_anomalous"), n_normal=_count(m, "n_normal"),
+                  **{k: _stat_cell(m.stat(k, "anomaly")) for k in ANOMALY_HEADERS})
+    table.mark_best()
+    table.notes = ["Every method's 8-bit map read as an anomaly score (a saliency map too), over the test split's images "
+                   "and the defect-free extra splits. Image AUROC ranks images by their map's maximum; pixel AUROC ranks "
+                   "every pixel; AUPRO is the per-region-overlap curve (MVTec AD / anomalib) integrated to a false-positive "
+                   "rate of 0.3 and divided by 0.3. Mean ± standard deviation over seeds. Image AUROC needs defect-free images "
+                   "(an extra split such as MT's free-test)."]
     return table
 
 

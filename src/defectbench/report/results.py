@@ -2,7 +2,8 @@
 
 Per job: the dataset numbers of its test split (PySODMetrics aggregation over the stored per-image scores),
 per defect class, per extra split, and of training images when a maps folder had them; false alarms on
-defect-free splits; mean curves. Per (task, method): mean and standard deviation over seeds.
+defect-free splits; the anomaly field's numbers stored with the job; mean curves. Per (task, method): mean and
+standard deviation over seeds.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class JobSummary:
     by_split: dict[str, dict[str, float]] = field(default_factory=dict)
     train: dict[str, float] | None = None
     false_alarms: dict[str, dict[str, float]] = field(default_factory=dict)
+    anomaly: dict[str, float] | None = None  # image / pixel AUROC, AUPRO (computed when the job was scored)
     curves: dict[str, np.ndarray] | None = None
     images: dict[str, ImageInfo] = field(default_factory=dict)
 
@@ -87,7 +89,7 @@ class MethodResult:
         values = []
         for j in self.jobs:
             src = {"test": j.test, "class": j.by_class.get(key or ""), "split": j.by_split.get(key or ""),
-                   "train": j.train, "false_alarms": j.false_alarms.get(key or "")}[part]
+                   "train": j.train, "false_alarms": j.false_alarms.get(key or ""), "anomaly": j.anomaly}[part]
             if src is not None and metric in src:
                 values.append(src[metric])
         return Stat.of(values)
@@ -98,6 +100,8 @@ class MethodResult:
             return "SAM, oracle selection" if self.uses_gt else "SAM, GT-free selection"
         if self.method_type == "maps":
             return "maps made elsewhere"
+        if self.method_type == "anomaly":
+            return "anomaly, fitted on defect-free images"
         if not self.jobs:
             return "SOD"
         info = self.jobs[0].job.info
@@ -161,6 +165,9 @@ def summarize_job(job: JobRecord, rows: list[ImageRow], experiment_dir: Path) ->
     from defectbench.metrics.aggregate import aggregate, mean_curves
 
     out = JobSummary(job)
+    anomaly = job.info.get("anomaly")
+    if isinstance(anomaly, dict):
+        out.anomaly = {k: float(v) for k, v in anomaly.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     test = [r for r in rows if r.role == "test"]
     if test:
         scores = _scores(test)

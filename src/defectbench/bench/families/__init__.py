@@ -3,7 +3,9 @@
 A family module holds ``KEYS`` (the config keys of its methods beside the common ones), a frozen options
 dataclass with ``parse_options(entry, where)`` that validates a config entry into it, ``run(job, ctx) ->
 Produced`` (make the job's maps through :func:`defectbench.methods.base.write_maps`) and, optionally,
-``preflight(job) -> str`` (check file references without running, for ``run --dry-run``).
+``preflight(job) -> str`` (check file references without running, for ``run --dry-run``), ``check_task(method,
+task, where)`` (refuse a task when the config is read) and ``validate(job, dataset)`` (refuse a job's data before
+the run starts).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import importlib
 from types import ModuleType
 
 FAMILY_MODULES = {"sod": "defectbench.bench.families.sod", "sam": "defectbench.bench.families.sam",
-                  "maps": "defectbench.bench.families.maps"}
+                  "maps": "defectbench.bench.families.maps", "anomaly": "defectbench.bench.families.anomaly"}
 
 
 def family(name: str) -> ModuleType:

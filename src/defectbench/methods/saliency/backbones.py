@@ -23,9 +23,11 @@ from defectbench.paths import weights_dir
 RESNET_FILES = {depth: (backbone(f"resnet{depth}").file_name, backbone(f"resnet{depth}").url) for depth in (34, 50)}
 
 
-def _find_weights(file_name: str, weights_path: str | Path | None, url: str, what: str) -> Path:
+def _find_weights(file_name: str, weights_path: str | Path | None, url: str, what: str,
+                  missing: str | None = None) -> Path:
     """Return the ImageNet weights file to load: ``weights_path`` (the user's own file, used as given), else the
-    official file found in the checkpoints folder or torch hub's cache and checked against its official SHA-256."""
+    official file found in the checkpoints folder or torch hub's cache and checked against its official SHA-256;
+    a missing file raises ``missing`` (default: the training hint)."""
     if weights_path is not None:
         path = Path(weights_path).expanduser()
         if not path.is_file():
@@ -34,10 +36,9 @@ def _find_weights(file_name: str, weights_path: str | Path | None, url: str, wha
     entry = backbone_by_file_name(file_name)
     path = find(entry)
     if path is None:
-        raise CheckpointError(
+        raise CheckpointError(missing or (
             f"{what} ImageNet weights not found: download {url} into {weights_dir()} (`defectbench weights fetch "
-            f"{entry.name}`; or pass --backbone-weights PATH), or train from scratch with --no-pretrained"
-        )
+            f"{entry.name}`; or pass --backbone-weights PATH), or train from scratch with --no-pretrained"))
     verify(path, entry, own_weights_hint="to use your own weights instead, pass them with --backbone-weights PATH")
     return path
 
