@@ -10,6 +10,10 @@ A configuration (see ``configs/quick.yaml`` and ``configs/paper.yaml``)::
         id: mt                         # short name used in folders and tables (default: the name)
         tasks:                         # train split -> test split pairs (default: train -> test)
           - {train: 1to1-train, test: 1to1-test}
+          # the labelled-images axis: each trained method gets one job per size (nested, stratified, seeded
+          # subsets of the train split; ``all`` = every image), trained by one step rule (see LabelAxis); and the
+          # corruption axis: every method scored again on the test images under each corruption
+          - {train: 1to1-train, test: 1to1-test, labels: [8, 32, all], corruptions: [saltpepper-10, jpeg-10]}
         extra_eval: [free]             # further splits scored with each task's model (never trained on)
     methods:
       # a saliency network trained per task and seed (train: any TrainConfig option; recipe defaults per model)
@@ -57,25 +61,84 @@ KNOWN_SPLITS: dict[str, tuple[str, ...]] = {
 }
 TOP_KEYS = {"experiment", "description", "device", "data_root", "seeds", "datasets", "methods", "speed"}
 DATASET_KEYS = {"name", "id", "tasks", "extra_eval"}
-TASK_KEYS = {"train", "test"}
+TASK_KEYS = {"train", "test", "labels", "corruptions"}
+LABEL_KEYS = {"sizes", "steps", "min_epochs", "val_min", "single_seed_above"}
 COMMON_METHOD_KEYS = frozenset({"name", "type", "seeds", "datasets", "label", "resources"})
 SPEED_KEYS = {"device", "image_size", "methods", "sam_mode", "max_seconds"}
 
 
 @dataclass(frozen=True)
+class LabelAxis:
+    """How many labelled training images the trained methods of a task get, and the one training-length rule.
+
+    A job with ``n`` labelled images trains for ``max(ceil(steps / steps_per_epoch), min_epochs)`` epochs, where
+    ``steps_per_epoch`` follows from the images it trains on and the method's batch: about ``steps`` optimizer
+    steps at every size, never fewer than ``min_epochs`` passes over the data. Subsets of at least ``val_min``
+    images carve the method's validation hold-out from the subset (best epoch kept); smaller ones have none and
+    keep the last epoch. Sizes above ``single_seed_above`` run with the method's first seed only. ``None`` in
+    ``sizes`` is ``all``: the whole training split, under the same rule.
+    """
+
+    sizes: tuple[int | None, ...]
+    steps: int = 600
+    min_epochs: int = 8
+    val_min: int = 100
+    single_seed_above: int | None = None
+
+    def seeds_for(self, size: int | None, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        """The seeds a size runs with: all of them, or the first one above ``single_seed_above``."""
+        if self.single_seed_above is not None and (size is None or size > self.single_seed_above):
+            return seeds[:1]
+        return seeds
+
+    def rule(self) -> dict[str, Any]:
+        """The training-length rule as recorded in each job's spec and record."""
+        return {"steps": self.steps, "min_epochs": self.min_epochs, "val_min": self.val_min}
+
+
+@dataclass(frozen=True)
 class TaskSpec:
-    """One dataset split pair: a model is trained on ``train`` and scored on ``test`` (plus ``extra`` splits)."""
+    """One dataset split pair: a model is trained on ``train`` and scored on ``test`` (plus ``extra`` splits).
+
+    ``labels`` and ``corruptions`` are the task's axes (they make more jobs, see :func:`~defectbench.bench.jobs.
+    expand_jobs`); ``corruption`` is set on the task a corrupted job scores (its test images under that corruption).
+    """
 
     dataset_id: str
     dataset: str
     train: str | None
     test: str
     extra: tuple[str, ...] = ()
+    labels: LabelAxis | None = None
+    corruptions: tuple[str, ...] = ()
+    corruption: str | None = None
 
     @property
     def key(self) -> str:
-        """Folder / table key of the task, ``<dataset id>-<test split>``."""
+        """Folder / table key of the task, ``<dataset id>-<test split>`` (``~<corruption>`` for a corrupted one)."""
+        base = f"{self.dataset_id}-{self.test}"
+        return f"{base}~{self.corruption}" if self.corruption else base
+
+    @property
+    def clean_key(self) -> str:
+        """The key of the uncorrupted task."""
         return f"{self.dataset_id}-{self.test}"
+
+    def corrupted(self, name: str) -> TaskSpec:
+        """The task of the test images under corruption ``name`` (no extra splits; the label rule kept for the record)."""
+        return TaskSpec(self.dataset_id, self.dataset, self.train, self.test, (), self.labels, (), name)
+
+    def clean(self) -> TaskSpec:
+        """The uncorrupted task of a corrupted one (its extra splits and corruption axis are not kept)."""
+        return TaskSpec(self.dataset_id, self.dataset, self.train, self.test, (), self.labels)
+
+    def spec(self) -> dict[str, Any]:
+        """What of the task determines a job's result: the splits (and the corruption when set; axes never)."""
+        out: dict[str, Any] = {"dataset_id": self.dataset_id, "dataset": self.dataset, "train": self.train,
+                               "test": self.test, "extra": list(self.extra)}
+        if self.corruption:
+            out["corruption"] = self.corruption
+        return out
 
 
 @dataclass(frozen=True)
@@ -242,17 +305,85 @@ def _tasks(value: Any, where: str) -> list[TaskSpec]:
                 raise ConfigError(f"{wt} must be a mapping with 'test' (and usually 'train')")
             _no_unknown(t, TASK_KEYS, wt)
             train = str(t["train"]) if t.get("train") else None
+            labels = _labels(t.get("labels"), name, train, f"{wt}: labels")
+            corruptions = _corruptions(t.get("corruptions"), f"{wt}: corruptions")
             test = str(t["test"])
             for split in (train, test, *extra):
                 if split is not None and known is not None and split not in known:
                     raise ConfigError(f"{wt}: {name} has no split {split!r}; its splits are {', '.join(known)}")
             if train is not None and (train == test or train in extra):
                 raise ConfigError(f"{wt}: split {train!r} is both trained on and scored; a model must never be scored on its training images")
-            task = TaskSpec(ds_id, name, train, test, tuple(s for s in extra if s != test))
+            task = TaskSpec(ds_id, name, train, test, tuple(s for s in extra if s != test), labels, corruptions)
             if any(x.key == task.key for x in tasks):
                 raise ConfigError(f"{wt}: task {task.key} is listed twice")
             tasks.append(task)
     return tasks
+
+
+def _labels(value: Any, dataset: str, train: str | None, where: str) -> LabelAxis | None:
+    """Validate a task's ``labels`` (a list of sizes, or a mapping with ``sizes`` and the step rule)."""
+    if value is None:
+        return None
+    raw = {"sizes": value} if isinstance(value, list) else value
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a list of image counts (e.g. [8, 16, 32, all]) or a mapping with 'sizes'")
+    _no_unknown(raw, LABEL_KEYS, where)
+    if train is None:
+        raise ConfigError(f"{where}: the task has no train split to take labelled images from")
+    sizes = raw.get("sizes")
+    if not isinstance(sizes, list) or not sizes:
+        raise ConfigError(f"{where}: 'sizes' must be a non-empty list of image counts and/or 'all'")
+    available = shipped_split_size(dataset, train)
+    out: list[int | None] = []
+    for v in sizes:
+        if v == "all":
+            out.append(None)
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{where}: {v!r} is not a number of labelled images; use whole numbers >= 1 or 'all'")
+        if available is not None and v > available:
+            raise ConfigError(f"{where}: {v} labelled images asked of {dataset}/{train}, which has {available}; "
+                              f"use at most {available} (or 'all')")
+        out.append(v)
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{where}: a size is listed twice: {sizes!r}")
+    ints = {}
+    for key, default, low in (("steps", 600, 1), ("min_epochs", 8, 1), ("val_min", 100, 2)):
+        v = raw.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ConfigError(f"{where}: '{key}' must be a whole number >= {low}, got {v!r}")
+        ints[key] = v
+    above = raw.get("single_seed_above")
+    if above is not None and (isinstance(above, bool) or not isinstance(above, int) or above < 1):
+        raise ConfigError(f"{where}: 'single_seed_above' must be a whole number >= 1, got {above!r}")
+    ordered = sorted(out, key=lambda n: float("inf") if n is None else n)
+    return LabelAxis(tuple(ordered), ints["steps"], ints["min_epochs"], ints["val_min"], above)
+
+
+def shipped_split_size(dataset: str, split: str) -> int | None:
+    """The number of images of a split whose list ships with the package (None for NRSD-MN and folders)."""
+    from defectbench.data.splits import read_split, split_file
+
+    path = split_file(dataset, split)
+    return len(read_split(path)) if dataset in ("sd900", "mt") and path.is_file() else None
+
+
+def _corruptions(value: Any, where: str) -> tuple[str, ...]:
+    """Validate a task's ``corruptions`` (names such as ``saltpepper-10``; see :mod:`defectbench.data.corruptions`)."""
+    if value is None:
+        return ()
+    from defectbench.data.corruptions import parse_corruption
+
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where} must be a non-empty list of corruption names (e.g. [saltpepper-10, jpeg-10])")
+    for name in value:
+        try:
+            parse_corruption(name)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: a corruption is listed twice")
+    return tuple(str(v) for v in value)
 
 
 def _methods(value: Any, seeds: tuple[int, ...], dataset_ids: set[str], where: str) -> list[MethodSpec]:

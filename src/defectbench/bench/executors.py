@@ -35,6 +35,29 @@ class JobContext:
     bar: Callable[[str, int], Advance] = lambda desc, total: (lambda n: None)
     log: Callable[[str], None] = lambda line: None
 
+    def __post_init__(self) -> None:
+        clean = self.dataset
+        if getattr(clean, "serves_corrupted", False):
+            return
+
+        def dataset(task: TaskSpec) -> Dataset:
+            base = clean(task)
+            if not task.corruption:
+                return base
+            from defectbench.data.corruptions import corrupted_dataset
+
+            folder = corrupted_images_dir(self.experiment_dir, task)
+            return corrupted_dataset(base, task.test, task.corruption, folder)
+
+        dataset.serves_corrupted = True  # type: ignore[attr-defined]
+        self.dataset = dataset
+
+
+def corrupted_images_dir(experiment_dir: Path, task: TaskSpec) -> Path:
+    """Where a corrupted task's test images are written once for every method: ``corrupted/<dataset>/<corruption>``."""
+    assert task.corruption
+    return Path(experiment_dir) / "corrupted" / task.dataset_id / task.test / task.corruption
+
 
 @dataclass
 class Produced:

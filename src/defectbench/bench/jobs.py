@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ class Job:
     task: TaskSpec | None = None
     kind: str = "eval"
     speed: SpeedSpec | None = None
+    labels: int | str | None = None  # labelled training images on the task's labels axis (a count or "all")
 
     @property
     def id(self) -> str:
@@ -36,7 +37,8 @@ class Job:
         if self.kind == "speed":
             return f"speed/{speed_key(self.method)}"
         assert self.task is not None
-        return f"{self.task.key}/{self.method.name}/seed{self.seed}"
+        method = self.method.name if self.labels is None else f"{self.method.name}@{self.labels}"
+        return f"{self.task.key}/{method}/seed{self.seed}"
 
     def spec(self) -> dict[str, Any]:
         """Return everything that determines the job's result (and nothing else), as JSON-able data."""
@@ -45,8 +47,11 @@ class Job:
         if self.kind == "speed":
             out["speed"] = asdict(self.speed) if self.speed else None
         else:
-            out["task"] = asdict(self.task) if self.task else None
+            out["task"] = self.task.spec() if self.task else None
             out["seed"] = self.seed
+            if self.labels is not None:
+                axis = self.task.labels if self.task else None
+                out["labels"] = {"n": self.labels, **(axis.rule() if axis else {})}
         return result_spec(out)
 
     def spec_hash(self) -> str:
@@ -73,9 +78,12 @@ def expand_jobs(config: ExperimentConfig) -> list[Job]:
     order = {"maps": 0, "sod": 1, "anomaly": 1, "sam": 2}
     for task in config.tasks:
         methods = sorted((m for m in config.methods if m.applies_to(task.dataset_id)), key=lambda m: order[m.type])
-        for method in methods:
-            for seed in method.seeds:
-                jobs.append(Job(method, seed, task))
+        clean = [job for method in methods for job in _task_jobs(method, task)]
+        jobs += clean
+        # the full-data models of the clean jobs on the corrupted test images (maps made elsewhere saw clean ones)
+        for name in task.corruptions:
+            bad = task.corrupted(name)
+            jobs += [replace(j, task=bad) for j in clean if j.labels in (None, "all") and j.method.type != "maps"]
     seen: set[str] = set()
     for method in speed_methods(config):
         key = speed_key(method)
@@ -84,6 +92,22 @@ def expand_jobs(config: ExperimentConfig) -> list[Job]:
         seen.add(key)
         jobs.append(Job(method, 0, None, "speed", config.speed))
     return jobs
+
+
+def takes_labels(method: MethodSpec) -> bool:
+    """True for methods that train on the task's labelled images (a labels axis gives them one job per size)."""
+    from defectbench.bench.families import family
+
+    check = getattr(family(method.type), "takes_labels", None)
+    return bool(check and check(method))
+
+
+def _task_jobs(method: MethodSpec, task: TaskSpec) -> list[Job]:
+    """The clean jobs of one method on one task: per seed, and per labelled-images size when it trains on them."""
+    if task.labels is None or not takes_labels(method):
+        return [Job(method, seed, task) for seed in method.seeds]
+    return [Job(method, seed, task, labels="all" if size is None else size)
+            for size in task.labels.sizes for seed in task.labels.seeds_for(size, method.seeds)]
 
 
 def speed_key(method: MethodSpec) -> str:

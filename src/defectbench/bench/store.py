@@ -33,6 +33,10 @@ SCHEMA_VERSION = 1
 SCALARS = ("S_alpha", "MAE", "adp_E", "adp_F", "weighted_F")
 STATUSES = ("pending", "running", "done", "failed", "skipped")
 
+# jobs columns added to format 1 later (old stores gain them, NULL, when opened for writing; readers accept their
+# absence): the labelled-images size of a job on a task's labels axis, and the corruption of its test images
+ADDED_JOB_COLUMNS = ("labels", "corruption")
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -42,7 +46,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL DEFAULT 'pending', error TEXT, attempts INTEGER DEFAULT 0,
     started REAL, finished REAL, seconds REAL, timings TEXT, device TEXT, device_desc TEXT,
     versions TEXT, git_commit TEXT, config_hash TEXT, host TEXT, pid INTEGER,
-    run_dir TEXT, maps_dir TEXT, n_images INTEGER, info TEXT, position INTEGER
+    run_dir TEXT, maps_dir TEXT, n_images INTEGER, info TEXT, position INTEGER, labels TEXT, corruption TEXT
 );
 CREATE TABLE IF NOT EXISTS images (
     job_id TEXT NOT NULL, image_id TEXT NOT NULL, split TEXT NOT NULL, role TEXT NOT NULL, defect_class TEXT,
@@ -95,6 +99,8 @@ class JobRecord:
     host: str | None = None
     git_commit: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    labels: str | None = None  # labelled training images ("8", "all") on a task's labels axis; None: not on one
+    corruption: str | None = None  # the corruption of the scored test images; None: clean
 
 
 @dataclass
@@ -166,6 +172,10 @@ class ResultsStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(SCHEMA)
+            have = {r[1] for r in self.conn.execute("PRAGMA table_info(jobs)")}
+            for column in ADDED_JOB_COLUMNS:  # columns added after format 1 was first written (NULL in old rows)
+                if column not in have:
+                    self.conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.commit()
         self.conn.row_factory = sqlite3.Row
@@ -212,10 +222,11 @@ class ResultsStore:
                 task = job.task
                 values = dict(
                     kind=job.kind, dataset=task.dataset_id if task else None, dataset_name=task.dataset if task else None,
-                    task=task.key if task else None, train_split=task.train if task else None,
+                    task=task.clean_key if task else None, train_split=task.train if task else None,
                     test_split=task.test if task else None, method=job.method.name, method_type=job.method.type,
                     label=job.method.label, model=str(job.method.options.get("model") or ""),
                     uses_gt=int(job.method.uses_gt), seed=job.seed, position=pos,
+                    labels=None if job.labels is None else str(job.labels), corruption=task.corruption if task else None,
                 )
                 if row is None:
                     cols = ["job_id", "spec", "spec_hash", "status", *values]
@@ -374,4 +385,6 @@ def _job_record(r: sqlite3.Row) -> JobRecord:
         device=r["device"], device_desc=r["device_desc"], run_dir=r["run_dir"], maps_dir=r["maps_dir"],
         n_images=r["n_images"], info=json.loads(r["info"]) if r["info"] else {}, position=r["position"],
         pid=r["pid"], host=r["host"], git_commit=r["git_commit"], versions=json.loads(r["versions"]) if r["versions"] else {},
+        labels=r["labels"] if "labels" in r.keys() else None,
+        corruption=r["corruption"] if "corruption" in r.keys() else None,
     )

@@ -15,6 +15,15 @@ Rules (``defectbench data split`` regenerates every file bit-identically from th
   ``free-calib`` (the score-to-map rule), the rest to ``free-test`` (the false-alarm set of every method). MT's
   952 give 476 / 190 / 286. ``free`` stays the list of all of them.
 * ``nrsd``: as published, the layout's train and test folders.
+
+Labelled subsets of a training split (the label-efficiency axis, :func:`label_subset`): the split's ids are ranked
+once per seed so that every prefix is stratified by defect class, and the subset of ``n`` images is the first ``n``
+of that ranking. Within a class ids are ordered by ``sha256(f"labels:{seed}:{id}")``; the ranking then takes, at
+each position ``k`` (1-based), the next id of the class whose quota ``k * share_c - taken_c`` is largest (ties by
+class name), ``share_c`` being the class's share of the split. So subsets are nested (each smaller set lies inside
+the larger one of the same seed), every class holds ``floor`` or ``ceil`` of its share at every size, and the lists
+depend on the ids and the seed only (no library's random generator). A split without class labels (ids without a
+class, e.g. a ``folder:`` dataset without classes) is one class: the subset is the first ``n`` ids in hash order.
 """
 
 from __future__ import annotations
@@ -148,3 +157,28 @@ def write_splits(dataset: str, splits: dict[str, list[str]], folder: Path | None
         path.write_text(format_split(ids))
         written.append(path)
     return written
+
+
+def label_ranking(by_class: dict[str, list[str]], seed: int) -> list[str]:
+    """Rank the ids of a split so that every prefix is a class-stratified subset (the rule of this module's docstring)."""
+    classes = sorted(by_class)
+    queues = {c: sorted(set(by_class[c]), key=lambda i: hashlib.sha256(f"labels:{seed}:{i}".encode()).hexdigest())
+              for c in classes}
+    total = sum(len(q) for q in queues.values())
+    taken = {c: 0 for c in classes}
+    ranking: list[str] = []
+    for k in range(1, total + 1):
+        open_classes = [c for c in classes if taken[c] < len(queues[c])]
+        # quota k * share_c - taken_c, scaled by total to stay in integers (exact ties, broken by class name)
+        best = min(open_classes, key=lambda c: (taken[c] * total - k * len(queues[c]), c))
+        ranking.append(queues[best][taken[best]])
+        taken[best] += 1
+    return ranking
+
+
+def label_subset(by_class: dict[str, list[str]], n: int, seed: int) -> list[str]:
+    """Return the ``n`` labelled training ids of ``seed`` (nested in the larger subsets of the same seed), sorted."""
+    total = sum(len(set(v)) for v in by_class.values())
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= total:
+        raise ValueError(f"a labelled subset needs 1 <= n <= {total} images, got {n!r}")
+    return sorted(label_ranking(by_class, seed)[:n], key=_natural_key)

@@ -66,6 +66,9 @@ class TrainConfig:
     init_from: str | None = None  # checkpoint whose model weights start the run (fine-tuning, e.g. at a larger size)
     save_every: int = 1  # write last.pt every N epochs (and after the last one); resume continues from it
     limit: int | None = None  # use only the first N training images (tests, smoke runs)
+    # train on this many labelled images of the split: the class-stratified, nested subset of ``seed``
+    # (defectbench.data.splits.label_subset); None = every image
+    labels: int | None = None
     # mixed precision on CUDA: "auto" = bf16 where the GPU supports it, else fp16 with a gradient scaler;
     # "off" = fp32; never used on the CPU (there "auto" means fp32, so CPU results stay bit-for-bit reproducible)
     amp: str = "auto"
@@ -122,6 +125,8 @@ class TrainConfig:
         for option in ("epochs", "batch", "save_every", "step_epochs"):
             if not isinstance(getattr(self, option), int) or getattr(self, option) < 1:
                 raise bad(option, "an integer >= 1")
+        if self.labels is not None and (isinstance(self.labels, bool) or not isinstance(self.labels, int) or self.labels < 1):
+            raise bad("labels", "a whole number of labelled images >= 1 (leave it out to use every training image)")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise bad("limit", "an integer >= 1 (leave it out to use every training image)")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 0):

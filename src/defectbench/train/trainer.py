@@ -31,6 +31,7 @@ from defectbench.methods.saliency.checkpoint import (
     set_rng_state,
 )
 from defectbench.train.config import TrainConfig
+from defectbench.train.labels import labelled_subset
 from defectbench.train.data import LoadedSamples, batch_size_at, epoch_order, holdout_split, to_channels_last
 from defectbench.train.optim import build_optimizer, lr_factor, set_lr
 from defectbench.methods.saliency.predictor import logits_to_maps, prepare_batch
@@ -269,6 +270,8 @@ def train_model(cfg: TrainConfig, dataset: Dataset | None = None, out_dir: str |
     samples = dataset.split(cfg.split)
     if cfg.limit:
         samples = samples[: cfg.limit]
+    if cfg.labels:
+        samples = labelled_subset(samples, cfg.labels, cfg.seed, f"{cfg.dataset}/{cfg.split}")
     out = Path(out_dir)
     with claimed_run_folder(out):
         return _train_in_folder(cfg, samples, device, out, resume, progress, log or (lambda msg: None), console)

@@ -6,7 +6,7 @@ extra splits through the one loop.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ def parse_options(entry: dict[str, Any], where: str) -> SodOptions:
 def resolve_checkpoint(method: MethodSpec, task: TaskSpec) -> Path:
     """Resolve a sod method's ``checkpoint``: a path (placeholders allowed) or ``shipped:<weights>``."""
     text = str(method.settings.checkpoint).format(dataset=task.dataset_id, name=task.dataset, split=task.test,
-                                                    train=task.train or "", task=task.key)
+                                                    train=task.train or "", task=task.clean_key)
     if text.startswith("shipped:"):
         from defectbench.methods.saliency.checkpoint import shipped_weights_path
 
@@ -122,9 +122,13 @@ def run(job: Job, ctx: JobContext) -> Produced:
         train_ids = {s.id for s in dataset.split(task.train)}
         check_no_training_images(items, train_ids, f"{method.name} (split {task.train})")
         t0 = time.perf_counter()
-        ckpt_path = train_sod(job, ctx, run_dir / "train")
+        # a corrupted task's model is the clean task's (same method, seed and labels): trained once, there
+        clean_run = replace(job, task=task.clean()).run_dir(ctx.experiment_dir) if task.corruption else run_dir
+        ckpt_path = train_sod(job, ctx, clean_run / "train")
         timings["train_s"] = time.perf_counter() - t0
         info.update(checkpoint=str(ckpt_path.relative_to(ctx.experiment_dir)), training=f"trained here on {task.dataset}/{task.train}")
+        if job.labels is not None:
+            info["labels"] = label_plan_of(job, dataset).record()
         ckpt = read_checkpoint(ckpt_path, expected_model=opts.model)
     predictor = SaliencyPredictor.from_checkpoint(ckpt, expected_model=opts.model, device=ctx.device)
     t0 = time.perf_counter()
@@ -135,8 +139,14 @@ def run(job: Job, ctx: JobContext) -> Produced:
     return Produced(maps_dir, items, timings, {**info, "method": predictor.record()})
 
 
-def train_config(job: Job, device: str) -> Any:
-    """Return the :class:`~defectbench.train.TrainConfig` of a job: model recipe, then the method's ``train`` settings."""
+def takes_labels(method: MethodSpec) -> bool:
+    """A sod method trained here takes a task's labels axis (one job per size); a loaded checkpoint does not."""
+    return not method.settings.checkpoint
+
+
+def train_config(job: Job, device: str, dataset: Dataset | None = None) -> Any:
+    """Return the :class:`~defectbench.train.TrainConfig` of a job: model recipe, then the method's ``train`` settings,
+    then (a job on a labels axis, given its ``dataset``) the subset size and the axis' epochs and validation rule."""
     from defectbench.train import TrainConfig
 
     assert job.task is not None
@@ -146,14 +156,42 @@ def train_config(job: Job, device: str) -> Any:
     options.update(dataset=job.task.dataset, split=job.task.train, seed=job.seed, device=device)
     if opts.model_args:
         options["model_kwargs"] = dict(opts.model_args)
-    return TrainConfig.for_model(opts.model, options, source=f"method {job.method.name}: train")
+    cfg = TrainConfig.for_model(opts.model, options, source=f"method {job.method.name}: train")
+    if job.labels is None or dataset is None:
+        return cfg
+    plan = label_plan_of(job, dataset, cfg)
+    return cfg.replace(labels=None if job.labels == "all" else plan.labels, epochs=plan.epochs,
+                       val_fraction=plan.val_fraction)
+
+
+def label_plan_of(job: Job, dataset: Dataset, cfg: Any = None) -> Any:
+    """The :class:`~defectbench.train.labels.LabelPlan` of a job on a labels axis (subset, epochs, validation)."""
+    from defectbench.train.labels import label_plan
+
+    assert job.task is not None and job.task.train and job.labels is not None
+    axis = job.task.labels
+    assert axis is not None, f"{job.id}: a labels job needs its task's labels axis"
+    cfg = cfg or train_config(job, "cpu")
+    n = None if job.labels == "all" else int(job.labels)
+    return label_plan(dataset.split(job.task.train), n, job.seed, cfg.batch, cfg.val_fraction, cfg.val_seed,
+                      axis.steps, axis.min_epochs, axis.val_min)
+
+
+def validate(job: Job, dataset: Dataset) -> None:
+    """Refuse, before any work, a labels size larger than the task's training split (lists not shipped: NRSD, folders)."""
+    if job.labels in (None, "all") or job.task is None or not job.task.train:
+        return
+    n = len(dataset.split(job.task.train))
+    if int(job.labels) > n:
+        raise ConfigError(f"task {job.task.clean_key}: {job.labels} labelled images asked of {job.task.dataset}/"
+                          f"{job.task.train}, which has {n}; use at most {n} (or 'all')")
 
 
 def train_sod(job: Job, ctx: JobContext, out_dir: Path) -> Path:
     """Train the job's model on its task's train split with its seed (resuming an interrupted attempt); return best.pt."""
     from defectbench.train import train_model
 
-    cfg = train_config(job, ctx.device)
+    cfg = train_config(job, ctx.device, ctx.dataset(job.task))
     result = train_model(cfg, dataset=ctx.dataset(job.task), out_dir=out_dir, resume=True, progress=False,
                          log=lambda line: ctx.log(f"  {job.id}: {line}"))
     return Path(result.best_checkpoint)
