@@ -16,7 +16,7 @@ _FLAG_FIELDS = {
     "train_sizes": "train_sizes", "seed": "seed",
     "lr": "lr", "ema_decay": "ema_decay", "optimizer": "optimizer", "schedule": "schedule", "weight_decay": "weight_decay",
     "warmup_epochs": "warmup_epochs", "val_fraction": "val_fraction", "select_metric": "select_metric",
-    "loss": "loss", "threads": "threads", "limit": "limit", "backbone_weights": "backbone_weights",
+    "loss": "loss", "threads": "threads", "limit": "limit", "labels": "labels", "backbone_weights": "backbone_weights",
     "data_root": "data_root", "init_from": "init_from", "amp": "amp",
 }
 
@@ -67,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train the backbone from scratch (no ImageNet weights; recorded in run.json)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default 2)")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images (smoke tests)")
+    p.add_argument("--labels", type=positive_int, default=None,
+                   help="train on N labelled images: the class-stratified subset of --seed, nested across N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per epoch only)")
     p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default=None,
                    help="CUDA mixed precision (default auto: bf16 where supported, else fp16; never on the CPU)")

@@ -23,6 +23,8 @@ from defectbench.report.build import (
     task_title,
 )
 from defectbench.report.figures import curve_figures, qualitative_figure
+from defectbench.report.label_axis import label_table, labels_needed_table, learning_curve_figure
+from defectbench.report.robustness import robustness_table
 from defectbench.report.html import Section, jobs_html, render_index
 from defectbench.report.results import ExperimentResults, load_results
 from defectbench.report.tables import Column, Table
@@ -58,6 +60,8 @@ def build_tables(results: ExperimentResults) -> dict[str, list[Table]]:
         leak = leak_table(results, task)
         if leak is not None:
             tables.append(leak)
+        tables += [t for t in (label_table(results, task), labels_needed_table(results, task),
+                               robustness_table(results, task)) if t is not None]
         out[task.key] = tables
     e = efficiency_table(results)
     if e is not None:
@@ -89,6 +93,10 @@ def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None, 
             for p in curve_figures(results, task, fig_dir):
                 kind = "Precision-recall curves" if p.name.startswith("pr_") else "F-measure against threshold"
                 sec.figures.append((f"figures/{p.name}", f"{kind}, {task.key} (mean over images; seeds averaged)"))
+            lc = learning_curve_figure(results, task, fig_dir)
+            if lc is not None:
+                sec.figures.append((f"figures/{lc.name}", f"Learning curves, {task.key}: metrics against labelled "
+                                    "training images (log axis; mean ± std over seeds), SAM zero-shot as lines"))
             q = qualitative_figure(results, task, fig_dir)
             if q is not None:
                 sec.figures.append((f"figures/{q.name}", f"Qualitative comparison, {task.key}: best, median and worst "

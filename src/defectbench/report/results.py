@@ -78,6 +78,8 @@ class MethodResult:
     uses_gt: bool
     jobs: list[JobSummary]
     records: list[JobRecord] = field(default_factory=list)
+    labels: str | None = None  # labelled training images on the task's labels axis ("8", "all"); None: not on one
+    corruption: str | None = None  # corruption of the test images; None: clean
 
     @property
     def seeds(self) -> list[int]:
@@ -130,6 +132,10 @@ class ExperimentResults:
     methods: dict[str, list[MethodResult]]
     speed: list[SpeedRecord]
     not_run: dict[str, list[MethodResult]] = field(default_factory=dict)
+    # task -> method -> labels ("8", ..., "all") -> result: the learning curves of the labels axis
+    label_runs: dict[str, dict[str, dict[str, MethodResult]]] = field(default_factory=dict)
+    # task -> corruption -> results of the full-data models on the corrupted test images
+    corrupted: dict[str, dict[str, list[MethodResult]]] = field(default_factory=dict)
 
     def classes(self, task: str) -> list[str]:
         """Return the defect classes seen in a task's test rows (in first-seen order)."""
@@ -220,19 +226,33 @@ def load_results(experiment_dir: str | Path) -> ExperimentResults:
             j.status = effective_state(j.status, active)
         speed = store.speed_rows()
         tasks: dict[str, TaskInfo] = {}
-        methods: dict[str, dict[str, MethodResult]] = defaultdict(dict)
+        groups: dict[tuple[str, str, str | None, str | None], MethodResult] = {}
         for job in jobs:
             if job.kind != "eval" or job.task is None:
                 continue
             tasks.setdefault(job.task, TaskInfo(job.task, job.dataset or "", job.dataset_name or "", job.train_split,
                                                 job.test_split or ""))
-            if job.method not in methods[job.task]:
-                methods[job.task][job.method] = MethodResult(job.task, job.method, job.label or job.method,
-                                                             job.method_type, job.uses_gt, [])
-            methods[job.task][job.method].records.append(job)
+            key = (job.task, job.method, job.labels, job.corruption)
+            if key not in groups:
+                label = job.label or job.method
+                groups[key] = MethodResult(job.task, job.method, label if job.labels in (None, "all") else
+                                           f"{label} @ {job.labels}", job.method_type, job.uses_gt, [],
+                                           labels=job.labels, corruption=job.corruption)
+            groups[key].records.append(job)
             if job.status == "done":
                 rows = store.image_rows([job.job_id])
-                methods[job.task][job.method].jobs.append(summarize_job(job, rows, exp))
-    return ExperimentResults(exp, meta, jobs, list(tasks.values()),
-                             {t: [m for m in ms.values() if m.jobs] for t, ms in methods.items()}, speed,
-                             {t: [m for m in ms.values() if not m.jobs] for t, ms in methods.items()})
+                groups[key].jobs.append(summarize_job(job, rows, exp))
+    methods: dict[str, list[MethodResult]] = defaultdict(list)
+    not_run: dict[str, list[MethodResult]] = defaultdict(list)
+    label_runs: dict[str, dict[str, dict[str, MethodResult]]] = defaultdict(lambda: defaultdict(dict))
+    corrupted: dict[str, dict[str, list[MethodResult]]] = defaultdict(lambda: defaultdict(list))
+    for (task, method, labels, corruption), m in groups.items():
+        if corruption is not None:
+            corrupted[task][corruption].append(m)
+            continue
+        if labels is not None and m.jobs:
+            label_runs[task][method][labels] = m
+        if labels in (None, "all"):  # the full-data rows of the main tables
+            (methods if m.jobs else not_run)[task].append(m)
+    return ExperimentResults(exp, meta, jobs, list(tasks.values()), dict(methods), speed, dict(not_run),
+                             {t: dict(v) for t, v in label_runs.items()}, {t: dict(v) for t, v in corrupted.items()})

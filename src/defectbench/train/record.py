@@ -36,7 +36,8 @@ class RunRecord:
             "model": {"name": cfg.model, "kwargs": cfg.model_kwargs, "parameters": count_parameters(model),
                       "pretrained_backbone": cfg.pretrained, "backbone_weights": cfg.backbone_weights},
             "data": {"dataset": cfg.dataset, "split": cfg.split, "n_train": len(train), "n_val": len(val),
-                     "val_ids": [s.id for s in val], "train_sha256": data_hash(train), "val_sha256": data_hash(val)},
+                     "val_ids": [s.id for s in val], "train_sha256": data_hash(train), "val_sha256": data_hash(val),
+                     **({"labels": cfg.labels, "train_ids": [s.id for s in train]} if cfg.labels else {})},
             "versions": versions(), "git_commit": git_commit(), "device": device_description(device),
             "notes": notes,
         }
