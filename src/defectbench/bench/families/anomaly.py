@@ -15,7 +15,7 @@ side, default 224), ``layers``, ``coreset_ratio`` (PatchCore, in (0, 1], default
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +177,10 @@ def run(job: Job, ctx: JobContext) -> Produced:
     dataset = ctx.dataset(job.task)
     validate(job, dataset)
     items = eval_items(dataset, job.task)
-    fitted = run_dir / FITTED_FILE
+    # a corrupted task's fit is the clean task's (same method and seed): fitted once, there, on clean good images
+    task = job.task
+    fit_dir = replace(job, task=task.clean()).run_dir(ctx.experiment_dir) if task.corruption else run_dir
+    fitted = fit_dir / FITTED_FILE
     timings: dict[str, float] = {}
     if fitted.is_file():
         method = AnomalyMethod.load(fitted, ctx.device, opts.backbone_weights)
@@ -195,7 +198,7 @@ def run(job: Job, ctx: JobContext) -> Produced:
     write_maps(method, [it.sample for it in items], maps_dir, opts.predict_batch, ctx.bar(f"predict {job.id}", len(items)))
     timings["predict_s"] = time.perf_counter() - t0
     info = {"model": opts.model, "backbone": opts.backbone, "fit_split": opts.fit_split,
-            "calibration_split": opts.calibration_split, "fitted": FITTED_FILE, "training": how,
+            "calibration_split": opts.calibration_split, "fitted": str(fitted.relative_to(ctx.experiment_dir)), "training": how,
             "method": method.record()}
     return Produced(maps_dir, items, timings, info)
 
