@@ -420,3 +420,59 @@ def summarize_records(records_dir: Path) -> dict[str, Any]:
         return {"prompts_with_gt": 0}
     return {"prompts_with_gt": n, "jaccard_sam_pick": round(float(np.mean(js)), 4),
             "jaccard_oracle_pick": round(float(np.mean(jo)), 4), "same_pick": round(agree / n, 4)}
+
+
+def light_from_spec(text: str, device: str = "cpu") -> tuple[MapSource, str]:
+    """A light model's map source from ``MODEL:WEIGHTS`` (shipped weights by name, or a checkpoint path)."""
+    from defectbench.bench.families.sam_prompt import _light_weights, parse_prompts_from
+    from defectbench.methods.saliency.predictor import SaliencyPredictor
+
+    src = parse_prompts_from(text if ":" in text else {"model": text}, "--prompts-from")
+    path = _light_weights(src, None, "--prompts-from")
+    pred = SaliencyPredictor.from_checkpoint(path, expected_model=src.model, device=device)
+    return (lambda sample, image: pred.predict(image)), f"{src.model}:{path.stem.removeprefix(f'{src.model}_')}"
+
+
+def predict_prompted_dataset(model: str, dataset: Any, split: str, out_dir: str | os.PathLike, mode: str,
+                             choice: str = "score", k: int = 1, jitter: float = 0.0, seed: int = 0,
+                             prompts_from: str | None = None, threshold: float | str = 0.5, min_area: float = 0.0005,
+                             fuse: str = "union", checkpoint: str | os.PathLike | None = None, device: str = "auto",
+                             cache_dir: str | os.PathLike | None = None, random_seed: int | None = None,
+                             limit: int | None = None, evaluate: bool = True, data_root: str | os.PathLike | None = None,
+                             allow_unofficial: bool = False) -> dict[str, Any]:
+    """Write a prompt protocol's maps of a dataset split (``maps/``, ``prompts/<id>.json``, ``steps/k<j>/`` for the
+    interactive mode) and ``run.json`` (settings, counts, both mask choices, metrics and the K-point curve).
+
+    Every setting is checked before any model is loaded or image read: a bad mode, ``k``, jitter or prompt source,
+    or ground-truth prompts on a split without masks, is one ConfigError line. Maps already there are kept.
+    """
+    from defectbench.atomic import atomic_write_json
+    from defectbench.data import load_dataset
+    from defectbench.methods.base import write_maps
+    from defectbench.methods.sam.predict import evaluate_maps
+
+    settings = PromptSettings(mode, choice, jitter, k, seed, prompts_from is not None, threshold, min_area, fuse)
+    ds = load_dataset(dataset, data_root) if isinstance(dataset, str) else dataset
+    samples = ds.split(split)[:limit] if limit is not None else ds.split(split)
+    if settings.oracle and samples and all(s.mask_path is None for s in samples):
+        raise ConfigError(f"{ds.name}/{split} has no masks: {mode} prompts from the ground truth (or --choice oracle) "
+                          f"need them; use --prompts-from MODEL:WEIGHTS or a split with masks")
+    light, light_name = light_from_spec(prompts_from, "cpu") if prompts_from else (None, None)
+    sam = PromptedSam(model, checkpoint, device, cache_dir, random_seed, allow_unofficial)
+    out = Path(out_dir)
+    method = PromptedSamMethod(sam, settings, light, light_name, records_dir=out / "prompts")
+    if mode == "interactive":
+        method.steps_dir = out / "steps"
+    t0 = time.perf_counter()
+    counts = write_maps(method, samples, out / "maps")
+    record: dict[str, Any] = {"config": {"dataset": ds.name, "split": split, "limit": limit}, **method.record(),
+                              "n_images": len(samples), "maps_written": counts["written"], "maps_kept": counts["kept"],
+                              "choices": summarize_records(out / "prompts"), "seconds": round(time.perf_counter() - t0, 3)}
+    if evaluate:
+        record["metrics"] = evaluate_maps(out / "maps", samples)
+        if method.oracle:
+            record["metrics"]["note"] = "ORACLE: the prompts or the mask choice read each image's ground truth"
+        if mode == "interactive":
+            record["curve"] = {str(j): evaluate_maps(out / "steps" / f"k{j}", samples) for j in range(1, k + 1)}
+    atomic_write_json(out / "run.json", record)
+    return record
