@@ -130,6 +130,10 @@ def test_paper_jobs_start(tmp_path, monkeypatch):
     cfg = load_config(REPO / "configs" / "paper.yaml")
     summary = run_experiment(cfg, tmp_path / "runs", data_root=str(tmp_path / "no-data"), progress=False, device="cpu",
                              only=["sd900-test/sam-vit_h-*", "nrsd-test/litenet/seed0"])
-    assert sorted(summary.skipped) == [f"sd900-test/sam-vit_h-{s}/seed0" for s in ("learned", "oracle", "prior")]
+    rows = ("learned", "oracle", "prior", "point-largest", "point-per-region", "box-largest", "box-per-region", "box-all",
+            "box-per-region-best3", "box-per-region-jitter", "clicks")  # automatic rows, then the prompt rows
+    expected = [f"sd900-test/sam-vit_h-{s}/seed0" for s in rows]
+    expected += [f"sd900-test/sam-vit_h-from-litenet/seed{k}" for k in range(3)]  # the hybrid, one per litenet seed
+    assert sorted(summary.skipped) == sorted(expected)
     assert all("sam_vit_h_4b8939.pth" in m for m in summary.skipped.values())
     assert "NRSD-MN not found" in summary.failed["nrsd-test/litenet/seed0"]

@@ -74,10 +74,10 @@ def test_paper_dry_run_lists_every_missing_file_and_passes_after_fetch_for(tmp_p
         assert {m.name for m in missing} == set(PAPER_FILES.values())  # every file, and nothing else (data is there)
         assert {m.fix for m in missing} == {f"defectbench weights fetch --for {PAPER}"}
         by_name = {m.name: m for m in missing}
-        assert len(by_name["sam_vit_h_4b8939.pth"].jobs) == 12 and len(by_name["resnet50-0676ba61.pth"].jobs) == 48
+        assert len(by_name["sam_vit_h_4b8939.pth"].jobs) == 12 + 4 * (8 + 3) and len(by_name["resnet50-0676ba61.pth"].jobs) == 48
         assert main(dry_run) == 2
         out = capsys.readouterr().out
-        assert "195 jobs in" in out and "missing or unusable (7)" in out
+        assert "248 jobs in" in out and "missing or unusable (7)" in out
         assert f"  defectbench weights fetch --for {PAPER}" in out
 
         assert main(["weights", "fetch", "--for", str(PAPER)]) == 0

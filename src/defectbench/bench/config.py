@@ -34,7 +34,10 @@ a checkpoint whose SHA-256 is not the official one), ``amg`` (mask generation se
 | score), ``generator`` (fast | official), ``train_limit``. ``maps``:
 ``path`` or ``paths`` (dataset id -> folder), ``resize`` (resize maps to the mask size instead of failing).
 ``anomaly``: ``model`` (patchcore | padim), fitted on defect-free images only (see
-:mod:`defectbench.bench.families.anomaly` for its keys). Relative paths are taken from the current directory.
+:mod:`defectbench.bench.families.anomaly` for its keys). ``sam_prompt``: ``model``, ``prompt`` (point-largest |
+point-per-region | box-largest | box-per-region | box-all | interactive), ``choice`` (score | oracle), ``jitter``,
+``k``, ``prompts_from`` (``{model, weights}`` or ``{method}``), ``threshold``, ``min_area``, ``fuse``,
+``checkpoint``, ``allow_unofficial`` (see :mod:`defectbench.bench.families.sam_prompt`). Relative paths are taken from the current directory.
 
 Every problem is reported as one :class:`~defectbench.errors.ConfigError` line naming the file and the key.
 """
@@ -155,12 +158,17 @@ class MethodSpec:
 
     @property
     def uses_gt(self) -> bool:
-        """True for selections that read the ground truth (SAM's oracle): never a fair deployment number."""
-        if self.type != "sam":
-            return False
-        from defectbench.methods.sam.selection import is_oracle
+        """True for methods that read the test ground truth (SAM's oracle selections, ground-truth prompts, the oracle
+        mask choice): never a fair deployment number."""
+        if self.type == "sam":
+            from defectbench.methods.sam.selection import is_oracle
 
-        return is_oracle(str(self.options.get("select", "")))
+            return is_oracle(str(self.options.get("select", "")))
+        if self.type == "sam_prompt":
+            from defectbench.bench.families.sam_prompt import uses_gt
+
+            return uses_gt(self)
+        return False
 
     @property
     def label(self) -> str:
@@ -404,7 +412,7 @@ def _methods(value: Any, seeds: tuple[int, ...], dataset_ids: set[str], where: s
             raise ConfigError(f"{w}: name {name!r} must be folder-safe (letters, digits, . _ + -)")
         if any(m.name == name for m in methods):
             raise ConfigError(f"{w}: method name {name!r} is used twice")
-        if mtype in ("sod", "sam") and not entry.get("model"):
+        if mtype in ("sod", "sam", "sam_prompt") and not entry.get("model"):
             raise ConfigError(f"{w}: a {mtype} method needs 'model' (e.g. {'litenet' if mtype == 'sod' else 'vit_h'})")
         for key in ("train", "predict", "amg", "model_args"):
             if entry.get(key) is not None and not isinstance(entry[key], dict):
@@ -423,6 +431,10 @@ def _methods(value: Any, seeds: tuple[int, ...], dataset_ids: set[str], where: s
         resources = parse_resources(entry.get("resources"), w)
         options = {k: v for k, v in entry.items() if k not in ("name", "type", "seeds", "datasets", "resources")}
         methods.append(MethodSpec(name, mtype, options, m_seeds, ds, resources, fam.parse_options(entry, w)))
+    for i, m in enumerate(methods):  # references between methods (prompts_from: {method: ...})
+        check = getattr(family(m.type), "check_methods", None)
+        if check is not None:
+            check(m, methods, f"{where}: methods[{i}]")
     return methods
 
 

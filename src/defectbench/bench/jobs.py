@@ -75,7 +75,7 @@ def speed_methods(config: ExperimentConfig) -> list[MethodSpec]:
 def expand_jobs(config: ExperimentConfig) -> list[Job]:
     """Expand a config into its job matrix, ordered task by task (cheap methods first within a task)."""
     jobs: list[Job] = []
-    order = {"maps": 0, "sod": 1, "anomaly": 1, "sam": 2}
+    order = {"maps": 0, "sod": 1, "anomaly": 1, "sam": 2, "sam_prompt": 3}  # prompt sources first
     for task in config.tasks:
         methods = sorted((m for m in config.methods if m.applies_to(task.dataset_id)), key=lambda m: order[m.type])
         clean = [job for method in methods for job in _task_jobs(method, task)]
@@ -112,7 +112,8 @@ def _task_jobs(method: MethodSpec, task: TaskSpec) -> list[Job]:
 
 def speed_key(method: MethodSpec) -> str:
     """Return the model a speed job measures, ``<type>-<model>`` (SAM selections share their model's speed);
-    ``anomaly-<method name>`` for anomaly methods, whose backbone, input size and bank make their speed."""
-    if method.type == "anomaly":
-        return f"anomaly-{method.name}"
+    ``anomaly-<method name>`` for anomaly methods, whose backbone, input size and bank make their speed, and
+    ``sam_prompt-<method name>`` for prompt rows (encoder once plus their decoder calls, and the light model)."""
+    if method.type in ("anomaly", "sam_prompt"):  # their input size / prompts make their speed
+        return f"{method.type}-{method.name}"
     return f"{method.type}-{method.options.get('model')}"

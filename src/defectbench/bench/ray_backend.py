@@ -48,7 +48,7 @@ from defectbench.data.dataset import Dataset
 from defectbench.errors import DataError, DefectbenchError
 from defectbench.paths import DATA_ENV, data_root_candidates
 
-GPU_TYPES = ("sod", "sam")
+GPU_TYPES = ("sod", "sam", "sam_prompt")
 Compute = Callable[[Job, JobContext, dict[str, Any]], JobOutcome]
 
 

@@ -11,6 +11,8 @@ Definitions:
 
 For SAM ``what`` says what was timed: ``encoder`` (the image encoder at SAM's 1024 x 1024 input) or ``amg``
 (encoder plus automatic mask generation's 32 x 32 point grid on a ``image_size`` image — the paper's setting).
+Prompt rows (``sam_prompt``) time SAM's encoder once per image plus the decoder per prompt (and the light model
+that prompts it), see :func:`measure_prompted`.
 """
 
 from __future__ import annotations
@@ -204,7 +206,92 @@ def measure_method(method: MethodSpec, device: str = "cpu", image_size: int = 35
         return measure_sam(model, device, sam_mode, image_size, max_seconds, method=method.name, job_id=job_id)
     if method.type == "anomaly":
         return measure_anomaly(method, device, image_size, max_seconds, job_id, experiment_dir)
+    if method.type == "sam_prompt":
+        return measure_prompted(method, device, image_size, max_seconds, job_id)
     raise DefectbenchError(f"method {method.name} ({method.type}) has no model to time")
+
+
+def prompts_per_image(mode: str, k: int = 1) -> int:
+    """Decoder calls a prompt row makes per image as timed: ``k`` for interactive, else one (per-region modes make
+    one per region; the record states the time of one call)."""
+    return k if mode == "interactive" else 1
+
+
+def measure_prompted(method: MethodSpec, device: str = "cpu", image_size: int = 352, max_seconds: float = 10.0,
+                     job_id: str | None = None) -> SpeedRecord:
+    """Time a prompt row per image: SAM's encoder once (``set_image`` on an ``image_size`` image: resize, normalise,
+    encode), the official decoder once per prompt, and the light model's forward pass when it prompts SAM.
+
+    FPS = 1 / (encoder + n x decoder + light), with n from :func:`prompts_per_image`; ``what`` states each part in ms.
+    Random weights (speed does not depend on them); the light model is built with random weights too.
+    """
+    import numpy as np
+    import torch
+
+    from defectbench.methods.sam.prompts import Prompt
+    from defectbench.runtime import device_description
+
+    opts = method.settings
+    sam, family = build_random_sam(opts.model)
+    sam = sam.to(device).eval()
+    if family == "sam2":
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+        predictor = SAM2ImagePredictor(sam)
+    else:
+        from segment_anything import SamPredictor
+
+        predictor = SamPredictor(sam)
+    image = np.random.default_rng(0).integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
+    budget = max_seconds / 3
+
+    @torch.inference_mode()
+    def encode() -> None:
+        predictor.set_image(image)
+
+    enc_fps, iters, secs = time_calls(encode, device, budget, warmup=1)
+    encode()
+    n = prompts_per_image(opts.prompt, opts.k)
+    c = image_size / 2
+    prompt = (Prompt(np.array([[c, c]] * n, np.float32), np.ones(n, np.int32)) if opts.prompt.startswith(("point", "inter"))
+              else Prompt(box=np.array([c / 2, c / 2, 3 * c / 2, 3 * c / 2], np.float32)))
+
+    @torch.inference_mode()
+    def decode() -> None:
+        predictor.predict(point_coords=prompt.points if len(prompt.points) else None,
+                          point_labels=prompt.labels if len(prompt.points) else None, box=prompt.box,
+                          multimask_output=True)
+
+    dec_fps, d_iters, d_secs = time_calls(decode, device, budget)
+    t_enc, t_dec, t_light = 1.0 / enc_fps, 1.0 / dec_fps, 0.0
+    params, mb = count_parameters(sam), state_dict_mb(sam)
+    what = f"encoder {t_enc * 1e3:.0f} ms + {n} × decoder {t_dec * 1e3:.1f} ms"
+    src = opts.prompts_from
+    if src is not None and src.model:
+        from defectbench.bench.families.sam_prompt import _light_weights
+        from defectbench.methods.saliency.predictor import SaliencyPredictor
+
+        if "{" in str(src.weights):  # weights per dataset: the first shipped one stands for them (same network)
+            src = type(src)(src.model, "sd900")
+        try:
+            lite = SaliencyPredictor.from_checkpoint(_light_weights(src, None), src.model, device)
+        except DefectbenchError:
+            lite = SaliencyPredictor(build_random_saliency(src.model), image_size, device=device)
+        net = lite.model
+
+        def light() -> None:
+            lite.predict(image)
+
+        l_fps, _, _ = time_calls(light, device, budget)
+        t_light = 1.0 / l_fps
+        params, mb = params + count_parameters(net), mb + state_dict_mb(net)
+        what += f" + {src.model} {t_light * 1e3:.1f} ms"
+    elif src is not None:
+        what += f" + maps of {src.method} (not timed here)"
+    fps = 1.0 / (t_enc + n * t_dec + t_light)
+    return SpeedRecord(job_id or f"speed/sam_prompt-{method.name}", method.name, opts.model, what, device,
+                       device_description(device), image_size, params, mb, fps, iters + d_iters, secs + d_secs,
+                       time.time())
 
 
 def measure_anomaly(method: MethodSpec, device: str = "cpu", image_size: int = 352, max_seconds: float = 10.0,

@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--limit", type=positive_int, default=None, help="only the first N images of the split")
     pr.add_argument("--train-limit", type=positive_int, default=None, help="only the first N training images (learned)")
     pr.add_argument("--no-eval", action="store_true", help="do not score the maps at the end")
+    _prompt_args(pr)
     add_data_root(pr)
     pr.set_defaults(func=run_predict)
 
@@ -56,7 +57,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--select", default="prior", help="strategy for the right panel (oracles need --gt-dir)")
     v.add_argument("--gt-dir", default=None, help="folder of ground-truth masks (same stems) to outline and for oracles")
     v.add_argument("--out", required=True, help="output folder for <stem>_sam.png")
+    _prompt_args(v)
     v.set_defaults(func=run_viz)
+
+
+def _prompt_args(p: argparse.ArgumentParser) -> None:
+    from defectbench.methods.sam.prompts import MODES
+
+    p.add_argument("--prompt", default=None, metavar="MODE", help=f"prompt SAM instead of automatic masks: {', '.join(MODES)} "
+                   "(from the ground truth: ORACLE) or, with --prompts-from, from a light model's map")
+    p.add_argument("--k", type=int, default=1, help="points of --prompt interactive (default 1)")
+    p.add_argument("--jitter", type=float, default=0.0, help="move box edges / points by up to this fraction of the "
+                   "box (seeded; in [0, 1); default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the jitter (default 0)")
+    p.add_argument("--choice", default="score", help="which of SAM's 3 masks: score (its highest predicted IoU, "
+                   "default) or oracle (best against the ground truth)")
+    p.add_argument("--prompts-from", default=None, metavar="MODEL:WEIGHTS",
+                   help="prompts from a saliency model's map, e.g. litenet:sd900 (shipped weights) or litenet:PATH.pt")
+    p.add_argument("--threshold", default="0.5", help="threshold of that map: a number in (0, 1), otsu or adaptive "
+                   "(default 0.5)")
+    p.add_argument("--min-area", type=float, default=0.0005, help="drop components smaller than this fraction of "
+                   "the image (default 0.0005)")
+    p.add_argument("--fuse", default="union", help="output with --prompts-from: union (SAM's masks, default) or mean "
+                   "((SAM + light map) / 2)")
+
+
+def prompt_settings(args: argparse.Namespace) -> dict:
+    """The prompt options of the command line, checked (one ConfigError line) before any work."""
+    from defectbench.methods.sam.prompted import PromptSettings
+    from defectbench.methods.sam.prompts import check_threshold
+
+    try:
+        threshold = check_threshold(float(args.threshold))
+    except ValueError:
+        threshold = check_threshold(args.threshold)
+    values = {"mode": args.prompt, "choice": args.choice, "k": args.k, "jitter": args.jitter, "seed": args.seed,
+              "threshold": threshold, "min_area": args.min_area, "fuse": args.fuse}
+    PromptSettings(args.prompt, args.choice, args.jitter, args.k, args.seed, args.prompts_from is not None, threshold,
+                   args.min_area, args.fuse)
+    if not 0.0 <= args.min_area < 1.0:
+        from defectbench.errors import ConfigError
+
+        raise ConfigError(f"--min-area must be a fraction in [0, 1), got {args.min_area}")
+    return values
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -120,6 +163,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from defectbench.methods.sam.predict import predict_dataset
     from defectbench.methods.sam.selection import STRATEGIES, is_oracle
 
+    if args.prompt is not None:
+        return run_predict_prompted(args)
+
     if args.select not in STRATEGIES:
         from defectbench.errors import ConfigError
 
@@ -146,8 +192,76 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_predict_prompted(args: argparse.Namespace) -> int:
+    """``sam predict --prompt``: a prompt protocol's maps, records and run.json; print the summary."""
+    from defectbench.methods.sam.prompted import predict_prompted_dataset
+
+    settings = prompt_settings(args)
+    oracle = args.prompts_from is None or args.choice == "oracle"
+    if oracle:
+        err_console.print(f"[bold yellow]ORACLE[/]: {args.prompt} prompts" + (" placed from each image's ground truth"
+                          if args.prompts_from is None else " with the mask chosen against the ground truth"))
+    rec = predict_prompted_dataset(
+        args.model, args.dataset, args.split, args.out, prompts_from=args.prompts_from, checkpoint=args.checkpoint,
+        device=args.device, cache_dir=args.cache_dir, random_seed=args.random_weights, limit=args.limit,
+        evaluate=not args.no_eval, data_root=args.data_root, allow_unofficial=args.allow_unofficial, **settings)
+    run = rec["sam"]["this_run"]
+    console.print(f"{rec['method']}: {rec['maps_written']} maps written, {rec['maps_kept']} already there; encoder ran "
+                  f"on {run['encoder_calls']} images ({run['cached_embeddings']} from cache), {run['decoder_calls']} "
+                  f"decoder calls -> {args.out}", markup=False)
+    m = rec.get("metrics")
+    if m and m.get("n"):
+        tag = " (ORACLE)" if oracle else ""
+        console.print(f"metrics{tag}: S_alpha {m['S_alpha']:.3f}  MAE {m['MAE']:.3f}  max_E {m['max_E']:.3f}  "
+                      f"weighted_F {m['weighted_F']:.3f}  max_F {m['max_F']:.3f}", markup=False)
+    for j, c in (rec.get("curve") or {}).items():
+        if c.get("n"):
+            console.print(f"  {j} point(s): S_alpha {c['S_alpha']:.3f}  max_F {c['max_F']:.3f}  MAE {c['MAE']:.3f}",
+                          markup=False)
+    return 0
+
+
+def run_viz_prompted(args: argparse.Namespace) -> int:
+    """``sam viz --prompt``: each image with its prompts drawn, and SAM's answer."""
+    from defectbench.data import read_image, read_mask
+    from defectbench.data.imageio import images_by_stem
+    from defectbench.errors import DataError
+    from defectbench.methods.sam.prompted import PromptedSam, PromptedSamMethod, PromptSettings, light_from_spec
+    from defectbench.methods.sam.viz import draw_prompts, write_png
+
+    s = prompt_settings(args)
+    settings = PromptSettings(s["mode"], s["choice"], s["jitter"], s["k"], s["seed"], args.prompts_from is not None,
+                              s["threshold"], s["min_area"], s["fuse"])
+    if settings.oracle and not args.gt_dir:
+        raise DataError(f"{args.prompt} prompts read the ground truth: pass --gt-dir (or --prompts-from MODEL:WEIGHTS)")
+    masks = images_by_stem(args.gt_dir, "--gt-dir folder") if args.gt_dir else {}
+    paths = [Path(name) for name in args.images]
+    for path in paths:  # every input is checked before SAM is loaded
+        if not path.is_file():
+            raise DataError(f"{path}: image not found")
+        if settings.oracle and path.stem not in masks:
+            raise DataError(f"{args.gt_dir}: no mask with the stem {path.stem!r} (masks are matched by exact file stem)")
+    light, light_name = light_from_spec(args.prompts_from) if args.prompts_from else (None, None)
+    sam = PromptedSam(args.model, args.checkpoint, args.device, args.cache_dir, args.random_weights,
+                      args.allow_unofficial)
+    method = PromptedSamMethod(sam, settings, light, light_name)
+    out = Path(args.out)
+    for path in paths:
+        image = read_image(path)
+        gt = read_mask(masks[path.stem]) if path.stem in masks else None
+        res, lmap = method.result(image, gt, None, path.stem)
+        target = out / f"{path.stem}_sam_{args.prompt}.png"
+        shown = res.prompts[-1:] if args.prompt == "interactive" else res.prompts  # interactive: all points so far
+        write_png(target, draw_prompts(image, shown, res.map, gt, lmap))
+        n_pts = sum(len(p.points) for p in shown)
+        console.print(f"{path.name}: {len(res.prompts)} prompt(s), {n_pts} point(s) -> {target}", markup=False)
+    return 0
+
+
 def run_viz(args: argparse.Namespace) -> int:
-    """Draw each image's proposals and selection."""
+    """Draw each image's proposals and selection (or, with ``--prompt``, its prompts and SAM's answer)."""
+    if args.prompt is not None:
+        return run_viz_prompted(args)
     from defectbench.data import read_image, read_mask, to_rgb
     from defectbench.data.imageio import images_by_stem
     from defectbench.errors import DataError

@@ -24,6 +24,7 @@ from defectbench.report.build import (
 )
 from defectbench.report.figures import curve_figures, qualitative_figure
 from defectbench.report.label_axis import label_table, labels_needed_table, learning_curve_figure
+from defectbench.report.prompts import choice_table, interactive_figure, interactive_table
 from defectbench.report.robustness import robustness_table
 from defectbench.report.html import Section, jobs_html, render_index
 from defectbench.report.results import ExperimentResults, load_results
@@ -61,7 +62,8 @@ def build_tables(results: ExperimentResults) -> dict[str, list[Table]]:
         if leak is not None:
             tables.append(leak)
         tables += [t for t in (label_table(results, task), labels_needed_table(results, task),
-                               robustness_table(results, task)) if t is not None]
+                               robustness_table(results, task), interactive_table(results, task),
+                               choice_table(results, task)) if t is not None]
         out[task.key] = tables
     e = efficiency_table(results)
     if e is not None:
@@ -97,6 +99,10 @@ def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None, 
             if lc is not None:
                 sec.figures.append((f"figures/{lc.name}", f"Learning curves, {task.key}: metrics against labelled "
                                     "training images (log axis; mean ± std over seeds), SAM zero-shot as lines"))
+            it = interactive_figure(results, task, fig_dir)
+            if it is not None:
+                sec.figures.append((f"figures/{it.name}", f"Interactive points, {task.key}: metrics against the number "
+                                    "of points (ORACLE: each point placed where the ground-truth error is largest)"))
             q = qualitative_figure(results, task, fig_dir)
             if q is not None:
                 sec.figures.append((f"figures/{q.name}", f"Qualitative comparison, {task.key}: best, median and worst "

@@ -17,6 +17,7 @@ import re
 from defectbench.data.registry import TITLES, class_title
 from defectbench.metrics import PAPER_METRICS
 from defectbench.reference import PAPER_TABLES, paper_efficiency, paper_rows_for
+from defectbench.report.prompts import SAM_TYPES
 from defectbench.report.results import HIGHER_BETTER, METRICS, ExperimentResults, MethodResult, Stat, TaskInfo
 from defectbench.report.tables import Cell, Column, Table
 
@@ -97,9 +98,9 @@ def main_table(results: ExperimentResults, task: TaskInfo) -> Table:
                   **{k: Cell(text="/".join(statuses) if k == METRICS[0] else "") for k in METRICS})
         reason = next((r.error for r in m.records if r.error), None)
         table.notes.append(f"{m.label}: {'/'.join(statuses)}" + (f" — {reason}" if reason else ""))
-    others = [v for m, v in ours if m.method_type != "sam"]
+    others = [v for m, v in ours if m.method_type not in SAM_TYPES]
     for m, vals in ours:
-        if m.method_type == "sam" and others:
+        if m.method_type in SAM_TYPES and others:
             cells = _gap_cells(vals, others)
             table.add("gap", False, method=f"{m.label} − best other", kind="gap (relative)", **cells)
     paper = paper_rows_for(task.dataset_name, task.test_split)
@@ -264,7 +265,8 @@ def efficiency_table(results: ExperimentResults) -> Table | None:
         p = paper.get(key)
         if p is not None:
             used.add(key)
-        label = f"SAM {r.model}" if r.what in ("encoder", "amg") else r.model
+        label = f"SAM {r.model}" if r.what in ("encoder", "amg") else r.method if r.job_id.startswith(
+            "speed/sam_prompt-") else r.model
         table.add("ours", False, method=label, what=r.what, input=f"{r.image_size}²", params=r.params_m, mb=r.model_mb,
                   fps=r.fps, p_params=p.params_m if p else None, p_mb=p.model_mb if p else None, p_fps=p.fps if p else None)
     for key, p in paper.items():
@@ -275,7 +277,9 @@ def efficiency_table(results: ExperimentResults) -> Table | None:
     table.notes = [
         f"Measured by `defectbench speed` on {device}: batch 1, random weights, after warm-up. "
         "Model MB = fp32 state dict in 10^6 bytes. SAM 'encoder' = image encoder at 1024²; 'amg' = encoder plus "
-        "automatic mask generation (32×32 point grid). The paper's numbers come from an RTX 3080.",
+        "automatic mask generation (32×32 point grid); prompt rows = encoder once per image plus the decoder per "
+        "prompt (per-region rows: one decoder call per region) and the light model that prompts SAM. The paper's "
+        "numbers come from an RTX 3080.",
     ]
     return table
 
@@ -293,8 +297,8 @@ def summary_table(results: ExperimentResults) -> Table | None:
             s = m.stat("max_F")
             return s.mean if s else float("-inf")
 
-        others = [m for m in methods if m.method_type != "sam" and m.stat("max_F")]
-        sams = [m for m in methods if m.method_type == "sam" and m.stat("max_F")]
+        others = [m for m in methods if m.method_type not in SAM_TYPES and m.stat("max_F")]
+        sams = [m for m in methods if m.method_type in SAM_TYPES and m.stat("max_F")]
         if not others and not sams:
             continue
         best = max(others, key=score) if others else None

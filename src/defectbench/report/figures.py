@@ -38,7 +38,7 @@ def _mean_curve(m: MethodResult, name: str) -> np.ndarray | None:
 
 
 def _style(m: MethodResult) -> dict:
-    if m.method_type == "sam":
+    if m.method_type in ("sam", "sam_prompt"):
         return {"linestyle": "--", "linewidth": 2.0}
     return {"linestyle": "-", "linewidth": 1.4}
 

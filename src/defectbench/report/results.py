@@ -100,6 +100,11 @@ class MethodResult:
         """Human description of the method's type (trained here, checkpoint, SAM oracle / GT-free, outside maps)."""
         if self.method_type == "sam":
             return "SAM, oracle selection" if self.uses_gt else "SAM, GT-free selection"
+        if self.method_type == "sam_prompt":
+            src = ((self.jobs[0].job.info.get("prompted") or {}).get("protocol") or {}).get("prompts_from") if self.jobs else None
+            if src:
+                return f"SAM prompted by {src}" + (", oracle mask choice" if self.uses_gt else " (GT-free)")
+            return "SAM, oracle prompts (ground truth)"
         if self.method_type == "maps":
             return "maps made elsewhere"
         if self.method_type == "anomaly":

@@ -141,3 +141,27 @@ def gt_derived_proposals(gt: np.ndarray, image: np.ndarray | None = None, seed: 
 def build_tiny_sam(decoder_depth: int = 1):
     """A SAM at SAM's 1024 px input with tiny widths everywhere (random weights): fast runner and speed tests."""
     return tiny_sam(img_size=1024, embed_dim=32, depth=1, seed=None, decoder_dim=32, decoder_depth=decoder_depth)
+
+
+def vit_b_small_input(img_size: int = 256, sharpen: float = 1.0):
+    """SAM ViT-B's official architecture (768 wide, 12 blocks, 12 heads, global attention in blocks 3/6/9/12, the
+    published prompt encoder and mask decoder) at a small input size, random weights: cheap enough for CPU tests."""
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    emb = img_size // 16
+    model = Sam(
+        image_encoder=ImageEncoderViT(depth=12, embed_dim=768, img_size=img_size, mlp_ratio=4,
+                                      norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=12, patch_size=16,
+                                      qkv_bias=True, use_rel_pos=True, global_attn_indexes=[2, 5, 8, 11],
+                                      window_size=14, out_chans=256),
+        prompt_encoder=PromptEncoder(embed_dim=256, image_embedding_size=(emb, emb),
+                                     input_image_size=(img_size, img_size), mask_in_chans=16),
+        mask_decoder=MaskDecoder(num_multimask_outputs=3,
+                                 transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+                                 transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256),
+    )
+    if sharpen != 1.0:
+        with torch.no_grad():
+            for mlp in model.mask_decoder.output_hypernetworks_mlps:
+                mlp.layers[-1].weight.mul_(sharpen)
+    return model.eval()

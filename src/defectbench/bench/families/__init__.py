@@ -4,7 +4,8 @@ A family module holds ``KEYS`` (the config keys of its methods beside the common
 dataclass with ``parse_options(entry, where)`` that validates a config entry into it, ``run(job, ctx) ->
 Produced`` (make the job's maps through :func:`defectbench.methods.base.write_maps`) and, optionally,
 ``preflight(job) -> str`` (check file references without running, for ``run --dry-run``), ``check_task(method,
-task, where)`` (refuse a task when the config is read) and ``validate(job, dataset)`` (refuse a job's data before
+task, where)`` (refuse a task when the config is read), ``check_methods(method, methods, where)`` (refuse a reference
+to another method of the config), ``uses_gt(method)`` (the method reads the test ground truth: an oracle row) and ``validate(job, dataset)`` (refuse a job's data before
 the run starts).
 """
 
@@ -14,7 +15,8 @@ import importlib
 from types import ModuleType
 
 FAMILY_MODULES = {"sod": "defectbench.bench.families.sod", "sam": "defectbench.bench.families.sam",
-                  "maps": "defectbench.bench.families.maps", "anomaly": "defectbench.bench.families.anomaly"}
+                  "maps": "defectbench.bench.families.maps", "anomaly": "defectbench.bench.families.anomaly",
+                  "sam_prompt": "defectbench.bench.families.sam_prompt"}
 
 
 def family(name: str) -> ModuleType:

@@ -68,3 +68,33 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     if not ok:
         raise ValueError("could not encode PNG")
     atomic_write_bytes(path, buf.tobytes())
+
+
+def draw_prompts(image: np.ndarray, prompts: list, result: np.ndarray, gt: np.ndarray | None = None,
+                 light: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
+    """Return an RGB picture: left, the image with the prompts (boxes yellow, positive points green, negative
+    points red; the light model's map as a blue tint when it gave the prompts); right, SAM's map in red with the
+    ground truth outlined in green."""
+    from defectbench.data import to_rgb
+
+    base = to_rgb(image).astype(np.float32)
+    left = base.copy()
+    if light is not None:
+        left = (1 - alpha * light[..., None]) * left + alpha * light[..., None] * np.array([60, 120, 255], np.float32)
+    left = left.astype(np.uint8)
+    r = max(2, round(min(image.shape[:2]) / 60))
+    for p in prompts:
+        if p.box is not None:
+            x0, y0, x1, y1 = (int(round(v)) for v in p.box)
+            cv2.rectangle(left, (x0, y0), (x1, y1), (255, 220, 0), 1)
+        for (x, y), lab in zip(np.asarray(p.points), np.asarray(p.labels)):
+            color = (40, 255, 40) if lab == 1 else (255, 40, 40)
+            cv2.circle(left, (int(round(x)), int(round(y))), r, color, -1)
+            cv2.circle(left, (int(round(x)), int(round(y))), r, (0, 0, 0), 1)
+    right = base.copy()
+    m = np.asarray(result, np.float32)[..., None]
+    right = ((1 - alpha * m) * right + alpha * m * np.array([255, 40, 40], np.float32)).astype(np.uint8)
+    if gt is not None:
+        _outline(right, gt, (40, 255, 40))
+    gap = np.full((base.shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([left, gap, right], axis=1)
