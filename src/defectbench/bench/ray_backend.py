@@ -25,7 +25,6 @@ import socket
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from defectbench.bench.runner import (
     JobOutcome,
     JobRecorder,
     RunPlan,
+    compute_guarded,
     compute_job,
     resolve_job_device,
     run_metadata,
@@ -233,17 +233,13 @@ def compute_on_worker(job: Job, plan: WorkerPlan, board: Any) -> JobOutcome:
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if plan.worker_logs else (lambda line: None)
     ctx = JobContext(exp_dir, device, DatasetCache(plan.data_root, _loader_on_worker(plan.dataset_loader)), log=log)
     try:
-        outcome = plan.compute(job, ctx, run)
+        outcome = compute_guarded(plan.compute, job, ctx, run, f"on Ray worker {where_am_i()}")
         if plan.ships_files:
             outcome.files = read_tree(job.run_dir(exp_dir))
         elif exp_dir.resolve() != Path(plan.experiment_dir).resolve():
             outcome.run_dir = _absolute(outcome.run_dir, exp_dir)
             outcome.maps_dir = _absolute(outcome.maps_dir, exp_dir)
         return outcome
-    except Exception as exc:  # noqa: BLE001 - reported as the job's failure, never a lost task
-        message = f"on Ray worker {where_am_i()}: {type(exc).__name__}: {exc}"
-        print(traceback.format_exc(), file=sys.stderr, flush=True)
-        return JobOutcome(job.id, "failed", message, message, time.perf_counter() - t0)
     finally:
         if plan.ships_files:
             shutil.rmtree(exp_dir, ignore_errors=True)
