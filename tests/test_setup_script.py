@@ -60,3 +60,25 @@ def test_setup_bad_options(args, message):
 def test_setup_help():
     res = _bash(SETUP, "--help")
     assert res.returncode == 0 and "--cuda FLAVOUR" in res.stdout and "--print-plan" in res.stdout
+
+
+def test_gpu_check_help_runs_nothing(tmp_path):
+    for flag in ("--help", "-h"):
+        res = _bash(GPU_CHECK, flag)
+        assert res.returncode == 0 and res.stderr == ""
+        assert "scripts/gpu_check.sh prepare [--work DIR]" in res.stdout and "9 minutes" in res.stdout
+        assert "${TMPDIR:-/tmp}/defectbench-gpu-check" in res.stdout
+    assert not (ROOT / "--help").exists() and not (ROOT / "-h").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus"], "unknown option --bogus (see scripts/gpu_check.sh --help)"),
+    (["prepare", "--fast"], "unknown option --fast"),
+    (["out1", "out2"], "unexpected argument out2"),
+    (["--work"], "--work needs a folder"),
+    (["prepare", "--out", "x"], "--out: prepare writes no output folder"),
+])
+def test_gpu_check_bad_options(args, message, tmp_path):
+    res = _bash(GPU_CHECK, *args)
+    assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stdout == "" and not (ROOT / "out1").exists() and not (ROOT / "x").exists()
