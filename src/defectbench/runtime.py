@@ -17,7 +17,8 @@ from defectbench.errors import DefectbenchError
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 # CUDA flavours of the official torch wheels (download.pytorch.org/whl/<flavour>) and the CUDA version each needs
-# from the driver; the same names as ``scripts/setup.sh --cuda <flavour>``
+# from the driver; the same names as ``scripts/setup.sh --cuda <flavour>`` (which also takes ``cpu``), whose pip command
+# the GPU-unseen hint spells out (``torch==<version>+<flavour>``: the local label replaces another build)
 CUDA_WHEEL_FLAVOURS = (("cu118", (11, 8)), ("cu126", (12, 6)), ("cu128", (12, 8)), ("cu130", (13, 0)))
 DEFAULT_CUDA_FLAVOUR = "cu126"
 NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")
@@ -97,7 +98,7 @@ def gpu_unseen_hint() -> str:
     try:
         import torchvision
 
-        vision = f" torchvision=={torchvision.__version__.split('+')[0]}"
+        vision = f" torchvision=={torchvision.__version__.split('+')[0]}+{flavour}"
     except ImportError:
         vision = ""
     build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
@@ -108,7 +109,7 @@ def gpu_unseen_hint() -> str:
                 "GPU: check that this process may use one (nvidia-smi lists it, CUDA_VISIBLE_DEVICES, a container "
                 "started with GPUs)")
     return (f"the NVIDIA driver {supports} but torch {torch.__version__} ({build}) cannot use it; install a wheel "
-            f"that fits: pip install torch=={torch.__version__.split('+')[0]}{vision} --index-url "
+            f"that fits: pip install torch=={torch.__version__.split('+')[0]}+{flavour}{vision} --index-url "
             f"https://download.pytorch.org/whl/{flavour} (or scripts/setup.sh --cuda {flavour})")
 
 

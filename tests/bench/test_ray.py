@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from defectbench.bench import load_config, parse_config, run_experiment
+from defectbench.bench import expand_jobs, load_config, parse_config, run_experiment
 from defectbench.bench.runner import JobOutcome, compute_job
 from defectbench.bench.status import experiment_status
 from tests.bench.synthetic import make_dataset, make_maps, write_config
@@ -236,3 +236,44 @@ def test_driver_killed_mid_run_then_resumed(tmp_path, cluster):
     assert len(got) == len(want) == 8 * 60 and len({(r[0], r[1]) for r in got}) == len(got)
     assert got == want
     assert {s for _, s in _query(db, "SELECT job_id, status FROM jobs")} == {"done"}
+
+
+def test_schedule_and_worker_env_on_ray(tmp_path, small, cluster, monkeypatch):
+    import ray.cloudpickle
+
+    from defectbench.bench.ray_backend import speed_resources, worker_env
+    from tests.bench import pool_fakes
+
+    ray.cloudpickle.register_pickle_by_value(pool_fakes)  # workers need not import tests/
+    monkeypatch.setenv("DEFECTBENCH_CHECKPOINTS", str(tmp_path / "ckpt"))
+    monkeypatch.setenv("DEFECTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DEFECTBENCH_DATA", str(tmp_path / "data"))
+    raw = load_config(write_config(tmp_path / "c.yaml", small["dataset"], {"good": small["good"]})).raw
+    sam = {"type": "sam", "model": "vit_b", "checkpoint": str(tmp_path / "none.pth")}
+    raw["methods"] += [{"name": "s-oracle", "select": "oracle-best", **sam}, {"name": "s-prior", "select": "prior", **sam}]
+    raw["speed"] = {"methods": ["s-oracle"], "device": "cpu"}
+    cfg = parse_config(raw)
+    summary = run_experiment(cfg, tmp_path / "runs", progress=False, data_root=str(small["root"]),
+                             backend=_backend(cluster, artifacts=tmp_path / "shared", compute=env_compute))
+    assert summary.done == ["syn-test/good/seed0"]
+    t = pool_fakes.read_timeline(tmp_path / "shared" / "synth" / "timeline.tsv")
+    assert t["syn-test/s-prior/seed0"][0] >= t["syn-test/s-oracle/seed0"][1]  # waited for the proposals' job
+    assert all(t["speed/sam-vit_b"][0] >= end for job, (_, end, _, _) in t.items() if not job.startswith("speed/"))
+    import json
+
+    info = json.loads(_query(tmp_path / "runs/synth/results.sqlite", "SELECT info FROM jobs WHERE status = 'done'")[0][0])
+    assert info["env"] == {"DEFECTBENCH_CHECKPOINTS": str(tmp_path / "ckpt"), "DEFECTBENCH_CACHE": str(tmp_path / "cache"),
+                           "DEFECTBENCH_DATA": str(tmp_path / "data")} == worker_env()
+    speed_job = [j for j in expand_jobs(cfg) if j.kind == "speed"][0]
+    assert speed_resources(speed_job, cfg, "auto", 4) == {"cpu": 1.0, "gpu": 1.0}
+    assert speed_resources(speed_job, cfg, "cpu", 4) == {"cpu": 1.0}
+
+
+def env_compute(job, ctx, meta) -> JobOutcome:
+    """The timed fake compute, plus the worker's DEFECTBENCH_* variables in the outcome's info."""
+    from tests.bench.pool_fakes import timed_compute
+
+    out = timed_compute(job, ctx, meta)
+    out.info["env"] = {k: v for k, v in os.environ.items() if k in ("DEFECTBENCH_CHECKPOINTS", "DEFECTBENCH_CACHE",
+                                                                    "DEFECTBENCH_DATA")}
+    return out

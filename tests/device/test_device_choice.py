@@ -100,7 +100,7 @@ def test_auto_warns_once_when_torch_cannot_use_the_driver(driver_without_gpu, ca
     version = torch.__version__.split("+")[0]
     assert lines[0].startswith("defectbench: warning: device auto runs on the CPU: the NVIDIA driver supports "
                                f"CUDA 12.4 but torch {torch.__version__}")
-    assert lines[0].endswith(f"pip install torch=={version} torchvision=={torchvision.__version__.split('+')[0]} "
+    assert lines[0].endswith(f"pip install torch=={version}+cu126 torchvision=={torchvision.__version__.split('+')[0]}+cu126 "
                              "--index-url https://download.pytorch.org/whl/cu126 (or scripts/setup.sh --cuda cu126)")
     with pytest.raises(DefectbenchError, match=r"^--device cuda:1 was asked for but no CUDA GPU is visible: the "
                                                r"NVIDIA driver supports CUDA 12.4 .*--cuda cu126\); or use --device cpu$"):

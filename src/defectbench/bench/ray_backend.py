@@ -15,6 +15,11 @@
   its jobs ``running`` (shown as interrupted); the same command run again computes them anew.
 * ``defectbench status`` shows a job as running from the moment a worker starts it, with that worker's pid and
   host: each task reports its start to a small actor that the driver polls.
+* Tasks are submitted in the shared order of :mod:`defectbench.bench.schedule`: SAM selections of a task are
+  submitted when the SAM job computing their proposals ended; speed jobs when every other job ended, each asking
+  for a whole GPU (one at a time on a cluster without GPUs).
+* Every task gets ``DEFECTBENCH_CHECKPOINTS`` and ``DEFECTBENCH_CACHE`` (as the driver resolves them) and
+  ``DEFECTBENCH_DATA`` (when set) in its runtime environment (:func:`worker_env`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import socket
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +39,13 @@ from defectbench.atomic import atomic_write_bytes
 from defectbench.bench.config import ExperimentConfig
 from defectbench.bench.executors import JobContext
 from defectbench.bench.jobs import Job
+from defectbench.bench.schedule import Schedule
 from defectbench.bench.runner import (
     DatasetCache,
     JobOutcome,
     JobRecorder,
     RunPlan,
+    compute_guarded,
     compute_job,
     resolve_job_device,
     run_metadata,
@@ -74,6 +80,26 @@ def job_resources(job: Job, config: ExperimentConfig, device: str, cluster_gpus:
         return given
     wants_gpu = job.method.type in GPU_TYPES and device != "cpu" and cluster_gpus > 0
     return {"cpu": 1.0, **({"gpu": 1.0} if wants_gpu else {})}
+
+
+def speed_resources(job: Job, config: ExperimentConfig, device: str, cluster_gpus: float) -> dict[str, float]:
+    """Return what a speed job's task asks for: a whole GPU (nothing else shares it while it times) when it runs on
+    one, else its method's resources or one CPU."""
+    given = dict(method_resources(config, job.method.name) or {"cpu": 1.0})
+    if device != "cpu" and cluster_gpus > 0:
+        given["gpu"] = max(1.0, float(given.get("gpu", 0.0)))
+    return given
+
+
+def worker_env() -> dict[str, str]:
+    """Return the environment every task gets: ``DEFECTBENCH_CHECKPOINTS`` and ``DEFECTBENCH_CACHE`` as the driver
+    resolves them, and ``DEFECTBENCH_DATA`` when it is set (paths: they must exist on every node)."""
+    from defectbench.paths import CACHE_ENV, CHECKPOINTS_ENV, cache_root, weights_dir
+
+    env = {CHECKPOINTS_ENV: str(weights_dir().expanduser().resolve()), CACHE_ENV: str(cache_root().expanduser().resolve())}
+    if os.environ.get(DATA_ENV):
+        env[DATA_ENV] = str(Path(os.environ[DATA_ENV]).expanduser().resolve())
+    return env
 
 
 def ray_options(resources: dict[str, float]) -> dict[str, Any]:
@@ -233,17 +259,13 @@ def compute_on_worker(job: Job, plan: WorkerPlan, board: Any) -> JobOutcome:
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if plan.worker_logs else (lambda line: None)
     ctx = JobContext(exp_dir, device, DatasetCache(plan.data_root, _loader_on_worker(plan.dataset_loader)), log=log)
     try:
-        outcome = plan.compute(job, ctx, run)
+        outcome = compute_guarded(plan.compute, job, ctx, run, f"on Ray worker {where_am_i()}")
         if plan.ships_files:
             outcome.files = read_tree(job.run_dir(exp_dir))
         elif exp_dir.resolve() != Path(plan.experiment_dir).resolve():
             outcome.run_dir = _absolute(outcome.run_dir, exp_dir)
             outcome.maps_dir = _absolute(outcome.maps_dir, exp_dir)
         return outcome
-    except Exception as exc:  # noqa: BLE001 - reported as the job's failure, never a lost task
-        message = f"on Ray worker {where_am_i()}: {type(exc).__name__}: {exc}"
-        print(traceback.format_exc(), file=sys.stderr, flush=True)
-        return JobOutcome(job.id, "failed", message, message, time.perf_counter() - t0)
     finally:
         if plan.ships_files:
             shutil.rmtree(exp_dir, ignore_errors=True)
@@ -323,18 +345,37 @@ class RayBackend:
         gpus = sum((n.get("Resources") or {}).get("GPU", 0.0) for n in self._nodes)
         board = ray.remote(num_cpus=0)(StartBoard).remote()
         task = ray.remote(compute_on_worker)
+        env = {"env_vars": worker_env()}
         refs: dict[Any, Job] = {}
-        for job in jobs:
-            resources = job_resources(job, plan.config, plan.device, gpus)
-            why = infeasible(resources, self._nodes)
-            if why:
-                recorder.started(job.id, meta)
-                recorder.finished(JobOutcome(job.id, "failed", why, why))
-                continue
-            opts = ray_options(resources)
-            refs[task.options(**opts, max_retries=self.max_retries, retry_exceptions=False).remote(job, wplan, board)] = job
+        schedule = Schedule(jobs)
+        # speed jobs ask for a whole GPU each; without GPUs they time one at a time
+        speed_slots = None if plan.device != "cpu" and gpus > 0 else 1
+
+        def submit_ready() -> None:
+            while True:
+                ready = schedule.ready(speed_slots=speed_slots)
+                if not ready:
+                    return
+                for job in ready:
+                    schedule.started(job.id)
+                    if job.kind == "speed":
+                        resources = speed_resources(job, plan.config, plan.device, gpus)
+                    else:
+                        resources = job_resources(job, plan.config, plan.device, gpus)
+                    why = infeasible(resources, self._nodes)
+                    if why:
+                        recorder.started(job.id, meta)
+                        schedule.ended(job.id)
+                        recorder.finished(JobOutcome(job.id, "failed", why, why))
+                        continue
+                    opts = ray_options(resources)
+                    ref = task.options(**opts, max_retries=self.max_retries, retry_exceptions=False,
+                                       runtime_env=env).remote(job, wplan, board)
+                    refs[ref] = job
+
         started: dict[str, float] = {}
         try:
+            submit_ready()
             while refs:
                 ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=self.poll_s)
                 in_flight = {j.id for j in refs.values()}
@@ -349,7 +390,10 @@ class RayBackend:
                         recorder.started(job.id, meta)
                     if outcome.files is not None:
                         write_tree(job.run_dir(plan.experiment_dir), outcome.files)
+                    schedule.ended(job.id)
                     recorder.finished(outcome)
+                if ready:
+                    submit_ready()  # the selections waiting for a SAM job, speed jobs once the rest ended
         except KeyboardInterrupt:
             for ref, job in refs.items():
                 ray.cancel(ref, force=True)

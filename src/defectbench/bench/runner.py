@@ -6,12 +6,16 @@ Guarantees:
 * a job's per-image rows and its ``done`` mark are written in one SQLite transaction, after its maps,
   ``metrics.csv`` and ``run.json`` — a ``kill -9`` loses at most the jobs in flight;
 * one job's failure (missing dataset, bad checkpoint, a bug) is recorded with its error and the others go on;
-* only one runner works on an experiment at a time (a lock the kernel releases if the runner dies).
+* only one runner works on an experiment at a time (a lock the kernel releases if the runner dies);
+* every backend follows one job order (:mod:`defectbench.bench.schedule`): SAM selections of a task wait for the
+  one computing their shared proposals, speed jobs run last and alone on their device.
 
 One job loop, two halves: :func:`compute_job` turns a job into a :class:`JobOutcome` (executor, scoring, the
 job's files; it never touches the store) wherever it runs, and :func:`record_outcome`, run by the driver, the
 store's only writer, stores it. A backend decides where ``compute_job`` runs: :class:`LocalBackend` runs the
-jobs one after another in this process; ``defectbench.bench.ray_backend.RayBackend`` fans them out as Ray tasks.
+jobs one after another in this process; ``defectbench.bench.device_pool.DevicePoolBackend`` runs one job per
+device at once in worker processes of this machine (``run --gpus``); ``defectbench.bench.ray_backend.RayBackend``
+fans them out as Ray tasks.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from defectbench.atomic import atomic_write_json, atomic_write_text
 from defectbench.bench.config import ExperimentConfig, TaskSpec
 from defectbench.bench.executors import JobContext, JobSkipped, Produced, executor, validate_jobs
 from defectbench.bench.jobs import Job, expand_jobs
+from defectbench.bench.schedule import sequential_order
 from defectbench.locks import ExperimentLock
 from defectbench.bench.scoring import AnomalyScores, index_maps, score_items
 from defectbench.bench.store import SCALARS, STORE_NAME, ImageRow, ResultsStore, SpeedRecord
@@ -98,13 +103,16 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def run_metadata(config: ExperimentConfig, device: str) -> dict[str, Any]:
-    """Return the facts recorded with every job: pid, host, device, library versions, git commit, config hash."""
+def run_metadata(config: ExperimentConfig, device: str, describe: bool = True) -> dict[str, Any]:
+    """Return the facts recorded with every job: pid, host, device (and its description unless ``describe`` is
+    False: a list of devices), library versions, git commit, config hash."""
     from defectbench.runtime import device_description, git_commit
 
-    return {"pid": os.getpid(), "host": socket.gethostname(), "device": device,
-            "device_desc": device_description(device), "versions": package_versions(), "git_commit": git_commit(),
-            "config_hash": config.config_hash()}
+    out = {"pid": os.getpid(), "host": socket.gethostname(), "device": device,
+           "versions": package_versions(), "git_commit": git_commit(), "config_hash": config.config_hash()}
+    if describe:
+        out["device_desc"] = device_description(device)
+    return out
 
 
 @dataclass
@@ -204,7 +212,7 @@ class LocalBackend:
     def run(self, plan: RunPlan, jobs: list[Job], recorder: JobRecorder, meta: dict[str, Any]) -> None:
         """Compute and record each job in turn."""
         datasets = DatasetCache(plan.data_root, plan.dataset_loader)
-        for job in jobs:
+        for job in sequential_order(jobs):
             recorder.started(job.id, meta)
             ctx = JobContext(plan.experiment_dir, self.device, datasets, plan.bar, plan.log)
             t0 = time.perf_counter()
@@ -257,7 +265,7 @@ def run_experiment(config: ExperimentConfig, runs_dir: str | Path = "runs", *, d
         plan = RunPlan(config, exp_dir, device or config.device, data_root or config.data_root, dataset_loader)
         try:
             facts = backend.start(plan, selected)
-            meta = {**run_metadata(config, facts["device"]), **facts}
+            meta = {**run_metadata(config, facts["device"], describe="device_desc" not in facts), **facts}
             store.set_meta({"experiment": config.experiment, "config_hash": config.config_hash(), "config": config.raw,
                             "last_run": {**meta, "started": time.time()}})
             with _Bars(progress) as bars:
@@ -328,6 +336,21 @@ def compute_job(job: Job, ctx: JobContext, meta: dict[str, Any]) -> JobOutcome:
         atomic_write_text(run_dir / "error.txt", traceback.format_exc())
         return JobOutcome(job.id, "failed", message, f"{message} (traceback in {job.id}/error.txt)",
                           time.perf_counter() - t0)
+
+
+def compute_guarded(compute: Callable[[Job, JobContext, dict[str, Any]], JobOutcome], job: Job, ctx: JobContext,
+                    run: dict[str, Any], where: str) -> JobOutcome:
+    """Run ``compute`` (e.g. :func:`compute_job`) in a worker process; an exception that escapes it becomes the job's
+    ``failed`` outcome naming ``where`` (the worker), its traceback on stderr. A Ctrl-C still propagates."""
+    t0 = time.perf_counter()
+    try:
+        return compute(job, ctx, run)
+    except Exception as exc:  # noqa: BLE001 - reported as the job's failure, never a lost job
+        import sys
+
+        message = f"{where}: {type(exc).__name__}: {exc}"
+        print(traceback.format_exc(), file=sys.stderr, flush=True)
+        return JobOutcome(job.id, "failed", message, message, time.perf_counter() - t0)
 
 
 def record_outcome(store: ResultsStore, outcome: JobOutcome) -> None:

@@ -11,6 +11,7 @@ from defectbench.cli.common import add_data_root, add_device, console, err_conso
 if TYPE_CHECKING:
     from defectbench.bench.config import ExperimentConfig
     from defectbench.bench.ray_backend import RayBackend
+    from defectbench.bench.runner import Backend
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run the jobs as Ray tasks on the cluster at ADDRESS ('auto': the one running here), or on a "
                         "local cluster started for the run when no ADDRESS is given (put --ray after CONFIG)")
+    p.add_argument("--gpus", metavar="LIST", help="run one job per GPU at once on this machine: GPU indices "
+                   "(e.g. 0,1,2,3) or 'all'; this process alone writes the store (not with --ray or --device)")
     p.add_argument("--artifacts", metavar="DIR", help="with --ray: a folder every node sees at the same path; workers "
                    "write job folders (maps, metrics) there (default: they are sent back to this machine)")
     p.set_defaults(func=run)
@@ -63,12 +66,13 @@ def run(args: argparse.Namespace) -> int:
         prepare_output_dir(args.runs_dir, "--runs-dir folder")
     if args.dry_run:
         return dry_run(args, config)
+    backend = _backend(args)
     err_console.print(f"experiment {config.experiment}: {len(expand_jobs(config))} jobs in "
                       f"{Path(args.runs_dir) / config.experiment}", highlight=False)
     summary = run_experiment(config, args.runs_dir, data_root=args.data_root, device=args.device, only=args.only,
                              rerun_changed=args.rerun_changed, progress=err_console.is_terminal,
                              log=lambda line: err_console.print(line, highlight=False, markup=False),
-                             backend=_ray_backend(args))
+                             backend=backend)
     from defectbench.formatting import format_seconds
 
     console.print(f"{len(summary.done)} done now, {len(summary.already_done)} already done, "
@@ -119,6 +123,24 @@ def dry_run(args: argparse.Namespace, config: ExperimentConfig) -> int:
     for fix in dict.fromkeys(m.fix for m in missing):
         console.print(f"  {fix}", highlight=False, markup=False)
     return 2
+
+
+def _backend(args: argparse.Namespace) -> Backend | None:
+    """Return the backend the options ask for: ``--gpus`` (one worker per GPU), ``--ray``, else None (here)."""
+    if args.gpus is None:
+        return _ray_backend(args)
+    from defectbench.errors import ConfigError
+
+    if args.ray is not None:
+        raise ConfigError(f"--gpus {args.gpus} runs on this machine's GPUs and --ray on a Ray cluster; use one of them "
+                          "(a Ray cluster gives each job a GPU by itself)")
+    if args.device is not None:
+        raise ConfigError(f"--gpus {args.gpus} sets each job's device (cuda:N); drop --device {args.device}")
+    if args.artifacts:
+        raise ConfigError(f"--artifacts {args.artifacts}: only Ray runs write artifacts elsewhere; drop it with --gpus")
+    from defectbench.bench.device_pool import DevicePoolBackend, resolve_gpus
+
+    return DevicePoolBackend(resolve_gpus(args.gpus))
 
 
 def _ray_backend(args: argparse.Namespace) -> RayBackend | None:
