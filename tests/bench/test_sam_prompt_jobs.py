@@ -207,3 +207,20 @@ def test_a_source_method_change_reruns_the_hybrid_row(tmp_path, tiny_sam_file, m
     with ResultsStore(tmp_path / "runs/prompts/results.sqlite", readonly=True) as store:
         spec = json.loads(store.conn.execute("SELECT spec FROM jobs WHERE job_id = 'syn-test/hyb/seed0'").fetchone()[0])
     assert spec["prompts_from"]["method"]["options"]["path"] == str(poor)
+
+
+def test_automatic_and_prompt_rows_share_one_encoder_pass_per_image(tmp_path, tiny_sam_file, monkeypatch):
+    monkeypatch.setenv("DEFECTBENCH_CACHE", str(tmp_path / "cache"))
+    ds = make_dataset(tmp_path / "ds", 2, 3, 0, size=40)
+    ck = str(tiny_sam_file)
+    methods = [{"name": "auto", "type": "sam", "model": "tiny_prompt_sam", "checkpoint": ck, "select": "oracle-best",
+                "amg": {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}},
+               {"name": "box", "type": "sam_prompt", "model": "tiny_prompt_sam", "checkpoint": ck, "prompt": "box-all"}]
+    summary = run_experiment(load_config(_config(tmp_path, ds, methods)), tmp_path / "runs", progress=False,
+                             device="cpu", dataset_loader=classed_loader)
+    assert {"syn-test/auto/seed0", "syn-test/box/seed0"} <= set(summary.done), summary.failed
+    with ResultsStore(tmp_path / "runs/prompts/results.sqlite", readonly=True) as store:
+        auto, box = (store.job(f"syn-test/{m}/seed0").info for m in ("auto", "box"))
+    assert auto["sam"]["this_run"]["encoder_calls"] == 3 and auto["sam"]["this_run"]["cached_embeddings"] == 0
+    prompted = box["prompted"]["sam"]["this_run"]
+    assert prompted["encoder_calls"] == 0 and prompted["cached_embeddings"] == 3  # the automatic job's embeddings

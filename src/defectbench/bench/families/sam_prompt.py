@@ -24,7 +24,8 @@ number in (0, 1), ``otsu`` or ``adaptive``; default 0.5, the scorer's own defect
 Rows reading the ground truth (ground-truth prompts or the oracle choice) are labelled oracle and, like the
 oracle selections, are not run on extra splits; the hybrid with SAM's choice is scored on them too (false alarms:
 an image without a region in the light map gets an empty map). Every protocol reuses the image embedding cached
-on disk (:mod:`defectbench.methods.sam.embeddings`): one encoder pass per image for all prompt rows of a model.
+on disk (:mod:`defectbench.methods.sam.embeddings`), which the automatic ``sam`` rows of the same model and
+weights read and fill too: one encoder pass per image for all automatic and prompt rows of a model.
 """
 
 from __future__ import annotations
