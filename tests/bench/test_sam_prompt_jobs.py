@@ -4,6 +4,7 @@ defect-free images too; the K-point curve; skipped rows naming the file to get; 
 
 from __future__ import annotations
 
+import json
 from functools import partial
 
 import cv2
@@ -147,3 +148,79 @@ def test_dry_run_lists_the_sam_checkpoint_and_the_light_weights(tmp_path, monkey
     names = [m.name for m in missing]
     assert names == ["sam_vit_h_4b8939.pth"], names  # the shipped litenet weights are there
     assert "weights fetch" in missing[0].fix
+
+
+def _hashes(tmp_path, ds, light_train):
+    from defectbench.bench.config import parse_config
+    from defectbench.bench.jobs import expand_jobs
+
+    base = {"type": "sam_prompt", "model": "vit_b"}
+    methods = [{"name": "light", "type": "sod", "model": "litenet", "train": light_train},
+               {"name": "other", "type": "sod", "model": "litenet", "train": {"epochs": 1}},
+               {"name": "box", **base, "prompt": "box-all"},
+               {"name": "hyb", **base, "prompt": "box-per-region", "prompts_from": {"method": "light"}},
+               {"name": "hyb-lite", **base, "prompt": "box-all", "prompts_from": {"model": "litenet", "weights": "sd900"}}]
+    cfg = parse_config({"experiment": "fp", "seeds": [0, 1], "methods": methods,
+                        "datasets": [{"name": f"folder:{ds}", "id": "syn"}]})
+    return {j.id: j for j in expand_jobs(cfg)}
+
+
+def test_a_hybrid_fingerprint_holds_its_source_method_spec(tmp_path):
+    ds = make_dataset(tmp_path / "ds", 2, 3, 0, size=40)
+    a, b = _hashes(tmp_path, ds, {"epochs": 1}), _hashes(tmp_path, ds, {"epochs": 2})
+    assert a.keys() == b.keys()
+    changed = {k for k in a if a[k].spec_hash() != b[k].spec_hash()}
+    assert changed == {"syn-test/light/seed0", "syn-test/light/seed1", "syn-test/hyb/seed0"}
+    hyb = a["syn-test/hyb/seed0"]
+    assert hyb.source is not None and hyb.source.id == "syn-test/light/seed0"  # the hybrid's seed
+    assert hyb.spec()["prompts_from"] == a["syn-test/light/seed0"].spec()
+    assert "prompts_from" not in a["syn-test/box/seed0"].spec() and a["syn-test/hyb-lite/seed0"].source is None
+
+
+def test_a_source_method_change_reruns_the_hybrid_row(tmp_path, tiny_sam_file, monkeypatch):
+    monkeypatch.setenv("DEFECTBENCH_CACHE", str(tmp_path / "cache"))
+    ds = make_dataset(tmp_path / "ds", 2, 3, 0, size=40)
+    good = make_maps(ds, tmp_path / "maps" / "good", "perfect")
+    poor = make_maps(ds, tmp_path / "maps" / "poor", "poor", seed=3)
+    base = {"type": "sam_prompt", "model": "tiny_prompt_sam", "checkpoint": str(tiny_sam_file)}
+
+    def run(light: str, **kw):
+        methods = [{"name": "light", "type": "maps", "path": light},
+                   {"name": "box", **base, "prompt": "box-all"},
+                   {"name": "hyb", **base, "prompt": "box-per-region", "prompts_from": {"method": "light"}}]
+        return run_experiment(load_config(_config(tmp_path, ds, methods)), tmp_path / "runs", progress=False,
+                              device="cpu", dataset_loader=classed_loader, **kw)
+
+    def hyb_maps():
+        return {p.name: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+                for p in sorted((tmp_path / "runs/prompts/syn-test/hyb/seed0/maps").glob("*.png"))}
+
+    assert "syn-test/hyb/seed0" in run(str(good)).done
+    first = hyb_maps()
+    # only the source is recomputed with its new folder: the hybrid, made from the old maps, is stale now
+    assert run(str(poor), only=["*/light/*"], rerun_changed=True).done == ["syn-test/light/seed0"]
+    with pytest.raises(ConfigError, match=r"1 finished job\(s\) .*first: syn-test/hyb/seed0"):
+        run(str(poor))
+    summary = run(str(poor), rerun_changed=True)
+    assert summary.done == ["syn-test/hyb/seed0"]  # the prompt row without a source is not recomputed
+    assert hyb_maps().keys() == first.keys() and any((hyb_maps()[k] != first[k]).any() for k in first)
+    with ResultsStore(tmp_path / "runs/prompts/results.sqlite", readonly=True) as store:
+        spec = json.loads(store.conn.execute("SELECT spec FROM jobs WHERE job_id = 'syn-test/hyb/seed0'").fetchone()[0])
+    assert spec["prompts_from"]["method"]["options"]["path"] == str(poor)
+
+
+def test_automatic_and_prompt_rows_share_one_encoder_pass_per_image(tmp_path, tiny_sam_file, monkeypatch):
+    monkeypatch.setenv("DEFECTBENCH_CACHE", str(tmp_path / "cache"))
+    ds = make_dataset(tmp_path / "ds", 2, 3, 0, size=40)
+    ck = str(tiny_sam_file)
+    methods = [{"name": "auto", "type": "sam", "model": "tiny_prompt_sam", "checkpoint": ck, "select": "oracle-best",
+                "amg": {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}},
+               {"name": "box", "type": "sam_prompt", "model": "tiny_prompt_sam", "checkpoint": ck, "prompt": "box-all"}]
+    summary = run_experiment(load_config(_config(tmp_path, ds, methods)), tmp_path / "runs", progress=False,
+                             device="cpu", dataset_loader=classed_loader)
+    assert {"syn-test/auto/seed0", "syn-test/box/seed0"} <= set(summary.done), summary.failed
+    with ResultsStore(tmp_path / "runs/prompts/results.sqlite", readonly=True) as store:
+        auto, box = (store.job(f"syn-test/{m}/seed0").info for m in ("auto", "box"))
+    assert auto["sam"]["this_run"]["encoder_calls"] == 3 and auto["sam"]["this_run"]["cached_embeddings"] == 0
+    prompted = box["prompted"]["sam"]["this_run"]
+    assert prompted["encoder_calls"] == 0 and prompted["cached_embeddings"] == 3  # the automatic job's embeddings

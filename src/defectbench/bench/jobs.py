@@ -30,6 +30,7 @@ class Job:
     kind: str = "eval"
     speed: SpeedSpec | None = None
     labels: int | str | None = None  # labelled training images on the task's labels axis (a count or "all")
+    source: Job | None = None  # the job whose maps this one reads (prompts_from: {method}); its spec is in ours
 
     @property
     def id(self) -> str:
@@ -52,6 +53,8 @@ class Job:
             if self.labels is not None:
                 axis = self.task.labels if self.task else None
                 out["labels"] = {"n": self.labels, **(axis.rule() if axis else {})}
+            if self.source is not None:  # the maps it reads: their settings are part of this job's result
+                out["prompts_from"] = self.source.spec()
         return result_spec(out)
 
     def spec_hash(self) -> str:
@@ -84,6 +87,7 @@ def expand_jobs(config: ExperimentConfig) -> list[Job]:
         for name in task.corruptions:
             bad = task.corrupted(name)
             jobs += [replace(j, task=bad) for j in clean if j.labels in (None, "all") and j.method.type != "maps"]
+    jobs = link_sources(jobs)
     seen: set[str] = set()
     for method in speed_methods(config):
         key = speed_key(method)
@@ -92,6 +96,32 @@ def expand_jobs(config: ExperimentConfig) -> list[Job]:
         seen.add(key)
         jobs.append(Job(method, 0, None, "speed", config.speed))
     return jobs
+
+
+def source_method(method: MethodSpec) -> str | None:
+    """The name of the method whose maps ``method`` reads (a family's ``source_method``), else None."""
+    from defectbench.bench.families import family
+
+    get = getattr(family(method.type), "source_method", None)
+    return get(method) if get else None
+
+
+def source_job(job: Job, jobs: list[Job]) -> Job | None:
+    """The job of the matrix whose maps ``job`` reads: the source method's full-data job on the same task, with
+    the job's seed, else the source's lowest seed (None when the job reads no method's maps or none is found)."""
+    name = source_method(job.method) if job.kind == "eval" and job.task is not None else None
+    if name is None:
+        return None
+    assert job.task is not None
+    found = [j for j in jobs if j.kind == "eval" and j.method.name == name and j.task is not None
+             and j.task.key == job.task.key and j.labels in (None, "all")]
+    exact = [j for j in found if j.seed == job.seed]
+    return (exact or sorted(found, key=lambda j: j.seed) or [None])[0]
+
+
+def link_sources(jobs: list[Job]) -> list[Job]:
+    """Give each job that reads another method's maps its :attr:`Job.source` (and so that job's spec)."""
+    return [replace(j, source=source_job(j, jobs)) if source_method(j.method) else j for j in jobs]
 
 
 def takes_labels(method: MethodSpec) -> bool:

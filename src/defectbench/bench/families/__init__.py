@@ -5,7 +5,8 @@ dataclass with ``parse_options(entry, where)`` that validates a config entry int
 Produced`` (make the job's maps through :func:`defectbench.methods.base.write_maps`) and, optionally,
 ``preflight(job) -> str`` (check file references without running, for ``run --dry-run``), ``check_task(method,
 task, where)`` (refuse a task when the config is read), ``check_methods(method, methods, where)`` (refuse a reference
-to another method of the config), ``uses_gt(method)`` (the method reads the test ground truth: an oracle row) and ``validate(job, dataset)`` (refuse a job's data before
+to another method of the config), ``uses_gt(method)`` (the method reads the test ground truth: an oracle row), ``source_method(method)`` (the
+name of the method whose maps it reads: that method's job joins its fingerprint, see :attr:`~defectbench.bench.jobs.Job.source`) and ``validate(job, dataset)`` (refuse a job's data before
 the run starts).
 """
 

@@ -3,6 +3,8 @@
 
 SAM's proposal cache (``$DEFECTBENCH_CACHE``, else ``~/.cache/defectbench/sam``) makes a further selection
 strategy or a re-run read SAM's masks instead of recomputing them; it is a cache, not a second resume layer.
+The whole-image embedding comes from (or goes to) the prompt rows' embedding cache in the same folder, so the
+``sam`` and ``sam_prompt`` rows of one model and weights share one encoder pass per image.
 """
 
 from __future__ import annotations

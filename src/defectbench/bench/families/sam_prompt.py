@@ -15,7 +15,8 @@ score (SAM's highest predicted IoU, default) | oracle (best of three against the
 job's seed and the image); ``k``: points of the interactive mode (the map after each point is scored: the curve);
 ``prompts_from``: ``{model, weights}`` (a registered saliency model and shipped weights, ``{name}`` = dataset name,
 or a checkpoint path) or ``{method: NAME}`` (a ``sod`` / ``maps`` / ``anomaly`` method of the same config, whose
-maps of the same task and seed are read from its job folder; it runs first in the job order); ``threshold`` (a
+maps of the same task and seed are read from its job folder; it runs first in the job order, and its job's spec
+is part of the row's fingerprint: a changed source makes the row's stored result stale); ``threshold`` (a
 number in (0, 1), ``otsu`` or ``adaptive``; default 0.5, the scorer's own defect threshold), ``min_area``
 (components smaller than this fraction of the image are dropped; default 0.0005), ``fuse`` (union | mean);
 ``checkpoint`` and ``allow_unofficial`` as for ``sam``.
@@ -23,7 +24,8 @@ number in (0, 1), ``otsu`` or ``adaptive``; default 0.5, the scorer's own defect
 Rows reading the ground truth (ground-truth prompts or the oracle choice) are labelled oracle and, like the
 oracle selections, are not run on extra splits; the hybrid with SAM's choice is scored on them too (false alarms:
 an image without a region in the light map gets an empty map). Every protocol reuses the image embedding cached
-on disk (:mod:`defectbench.methods.sam.embeddings`): one encoder pass per image for all prompt rows of a model.
+on disk (:mod:`defectbench.methods.sam.embeddings`), which the automatic ``sam`` rows of the same model and
+weights read and fill too: one encoder pass per image for all automatic and prompt rows of a model.
 """
 
 from __future__ import annotations
@@ -186,6 +188,12 @@ def check_methods(method: MethodSpec, methods: list[MethodSpec], where: str) -> 
                           f"give this method 'datasets: [{', '.join(other.datasets)}]'")
 
 
+def source_method(method: MethodSpec) -> str | None:
+    """The method whose maps a hybrid row reads (``prompts_from: {method}``); its job's spec joins the row's."""
+    src = method.settings.prompts_from if method.settings is not None else None
+    return src.method if src is not None else None
+
+
 def check_task(method: MethodSpec, task: TaskSpec, where: str) -> None:
     """Light weights named with placeholders must exist for each task (``{name}`` = the dataset)."""
     src = method.settings.prompts_from
@@ -204,9 +212,16 @@ def validate(job: Job, dataset: Dataset) -> None:
 
 
 def _source_maps_dir(job: Job, ctx: JobContext) -> Path:
-    """The maps folder of the ``prompts_from`` method for this job's task (the job's seed, else its lowest one)."""
+    """The maps folder of the ``prompts_from`` method for this job's task (the job's seed, else its lowest one):
+    that of :attr:`Job.source` (the job whose spec is in this one's) when the matrix linked one."""
     src = job.method.settings.prompts_from
     assert job.task is not None and src.method
+    if job.source is not None:
+        folder = job.source.run_dir(ctx.experiment_dir) / "maps"
+        if folder.is_dir():
+            return folder
+        raise DataError(f"method {job.method.name}: no maps of prompts_from method {src.method!r} in {folder}; "
+                        f"run that method first (in one `defectbench run` it runs before the prompt rows)")
     base = Path(ctx.experiment_dir) / job.task.key
     for name in (src.method, f"{src.method}@all"):
         seeds = sorted(base.glob(f"{name}/seed*/maps"), key=lambda p: int(p.parent.name[4:]) if p.parent.name[4:].isdigit() else 0)

@@ -6,6 +6,11 @@ gives the same masks and scores as decoding right after the encoder), written at
 checkpoint SHA-256, format). The root is the proposal cache's (``cache_dir``, else ``$DEFECTBENCH_CACHE``, else
 ``~/.cache/defectbench/sam``). SAM / MobileSAM store ``features`` (``1 x 256 x 64 x 64``) with the original and
 resized input sizes; SAM 2.1 stores ``image_embed`` and its two high-resolution feature levels.
+
+Both users of SAM's encoder share the cache: the prompt protocols (:class:`~defectbench.methods.sam.prompted.
+PromptedSam`) and the automatic mask generator for its uncropped layer (crop 0, the whole image), so one encoder
+pass per image serves the automatic rows and every prompt row of a (model, weights). :func:`predictor_arrays` and
+:func:`restore_predictor` move an official predictor's image state to and from the stored arrays.
 """
 
 from __future__ import annotations
@@ -51,6 +56,13 @@ class EmbeddingCache:
         except Exception:  # noqa: BLE001 - a damaged file is recomputed
             return None
 
+    def get_for(self, image_hash: str, hw: tuple[int, int]) -> dict[str, np.ndarray] | None:
+        """Return the stored arrays of an image of size ``hw`` (None when absent, unreadable or of another size)."""
+        arrays = self.get(image_hash)
+        if arrays is None or "orig_hw" not in arrays or tuple(int(v) for v in arrays["orig_hw"]) != tuple(hw):
+            return None
+        return arrays
+
     def put(self, image_hash: str, arrays: dict[str, np.ndarray]) -> Path:
         """Store an image's arrays atomically (and the key description once per folder)."""
         if not self._key_written:
@@ -61,3 +73,38 @@ class EmbeddingCache:
         path = self.path(image_hash)
         atomic_write_bytes(path, buf.getvalue())
         return path
+
+
+def embedding_key(model: str, weights_sha256: str) -> dict[str, Any]:
+    """The cache key of a model's embeddings: the registered model name and the weights' SHA-256 (or seed tag)."""
+    return {"model": model, "weights_sha256": weights_sha256}
+
+
+def predictor_arrays(pred: Any, family: str, hw: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The image state of an official predictor after ``set_image`` (an ``hw`` image), as float32 arrays."""
+    hw_arr = np.array(hw, np.int64)
+    if family == "sam2":
+        f = pred._features
+        return {"orig_hw": hw_arr, "image_embed": f["image_embed"].float().cpu().numpy(),
+                **{f"high_res_{i}": t.float().cpu().numpy() for i, t in enumerate(f["high_res_feats"])}}
+    return {"orig_hw": hw_arr, "input_hw": np.array(pred.input_size, np.int64),
+            "features": pred.features.float().cpu().numpy()}
+
+
+def restore_predictor(pred: Any, family: str, arrays: dict[str, np.ndarray], device: Any) -> None:
+    """Set an official predictor's image state from stored arrays, as if ``set_image`` had just run."""
+    import torch
+
+    hw = tuple(int(v) for v in arrays["orig_hw"])
+    if family == "sam2":
+        pred.reset_predictor()
+        pred._orig_hw = [hw]
+        pred._features = {"image_embed": torch.from_numpy(arrays["image_embed"]).to(device),
+                          "high_res_feats": [torch.from_numpy(arrays[f"high_res_{i}"]).to(device) for i in (0, 1)]}
+        pred._is_image_set = True
+    else:
+        pred.reset_image()
+        pred.original_size = hw
+        pred.input_size = tuple(int(v) for v in arrays["input_hw"])
+        pred.features = torch.from_numpy(arrays["features"]).to(device)
+        pred.is_image_set = True

@@ -33,7 +33,8 @@ import torch
 from torchvision.ops.boxes import batched_nms, box_area
 
 from defectbench.errors import ConfigError
-from defectbench.methods.sam.proposals import Proposals, masks_to_rle
+from defectbench.methods.sam.embeddings import EmbeddingCache, predictor_arrays, restore_predictor
+from defectbench.methods.sam.proposals import Proposals, image_sha256, masks_to_rle
 from defectbench.methods.sam.registry import get_spec
 from defectbench.methods.sam.upsample import axis_matrices, upsample_logits, used_extent
 
@@ -131,6 +132,16 @@ class _Sam1Engine:
         self.ctx = self.decoder.prepare(self.predictor.features)
         self.hw = image.shape[:2]
 
+    def load_embedding(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take the image state from cached encoder output instead of running the encoder."""
+        restore_predictor(self.predictor, self.family, arrays, self.predictor.device)
+        self.ctx = self.decoder.prepare(self.predictor.features)
+        self.hw = tuple(int(v) for v in arrays["orig_hw"])
+
+    def embedding(self) -> dict[str, np.ndarray]:
+        """The current image's encoder output, for the embedding cache."""
+        return predictor_arrays(self.predictor, self.family, self.hw)
+
     def transform_points(self, points: np.ndarray) -> torch.Tensor:
         coords = self.predictor.transform.apply_coords(points, self.hw)
         return torch.as_tensor(coords, dtype=torch.float32, device=self.predictor.device)
@@ -162,6 +173,15 @@ class _Sam2Engine:
     def set_image(self, image: np.ndarray) -> None:
         self.predictor.set_image(image)
         self.hw = image.shape[:2]
+
+    def load_embedding(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take the image state from cached encoder output instead of running the encoder."""
+        restore_predictor(self.predictor, self.family, arrays, self.predictor.device)
+        self.hw = tuple(int(v) for v in arrays["orig_hw"])
+
+    def embedding(self) -> dict[str, np.ndarray]:
+        """The current image's encoder output, for the embedding cache."""
+        return predictor_arrays(self.predictor, self.family, self.hw)
 
     def transform_points(self, points: np.ndarray) -> torch.Tensor:
         pts = torch.as_tensor(points, dtype=torch.float32, device=self.predictor.device)
@@ -201,12 +221,18 @@ def _stability(logits: torch.Tensor, offset: float) -> torch.Tensor:
 
 
 class FastMaskGenerator:
-    """Our automatic mask generator (see the module docstring); ``keep_logits`` stores low-res logits."""
+    """Our automatic mask generator (see the module docstring); ``keep_logits`` stores low-res logits.
+
+    With ``embeddings`` (the model's :class:`~defectbench.methods.sam.embeddings.EmbeddingCache`) the uncropped
+    layer's encoder output is read from that cache when present and written to it when absent, the cache the
+    prompt protocols use: one encoder pass per image for the automatic masks and every prompt row (exact float32,
+    so the proposals are the same either way). ``counts`` holds the encoder calls and the cached embeddings used.
+    """
 
     name = "fast"
 
     def __init__(self, model: torch.nn.Module, family: str, params: AmgParams, keep_logits: bool = True,
-                 decode_chunk: int = 16, upscale_chunk: int = 4) -> None:
+                 decode_chunk: int = 16, upscale_chunk: int = 4, embeddings: EmbeddingCache | None = None) -> None:
         if family == "sam2" and params.min_mask_region_area > 0:
             raise ConfigError("min_mask_region_area > 0 with SAM 2.1 needs --generator official")
         self.params = params
@@ -218,6 +244,8 @@ class FastMaskGenerator:
         self.upscale_chunk = upscale_chunk
         self.img_size = model.image_size if family == "sam2" else model.image_encoder.img_size
         self.timings: dict[str, float] = {}
+        self.embeddings = embeddings
+        self.counts = {"encoder_calls": 0, "cached_embeddings": 0}
 
     def _tick(self, key: str, t0: float) -> float:
         t = time.perf_counter()
@@ -251,6 +279,20 @@ class FastMaskGenerator:
             info={"generator": self.name},
         )
 
+    def _encode(self, image: np.ndarray, crop: np.ndarray, whole: bool) -> None:
+        """Set the crop as the engine's image: the whole image's embedding from the shared cache when there is one
+        (written there after an encoder pass when absent), any other crop through the encoder."""
+        key = image_sha256(image) if whole and self.embeddings is not None else None
+        arrays = self.embeddings.get_for(key, image.shape[:2]) if key is not None else None
+        if arrays is not None:
+            self.engine.load_embedding(arrays)
+            self.counts["cached_embeddings"] += 1
+            return
+        self.engine.set_image(crop)
+        self.counts["encoder_calls"] += 1
+        if key is not None:
+            self.embeddings.put(key, self.engine.embedding())
+
     def _process_crop(self, image: np.ndarray, crop_box: list[int], grid: np.ndarray,
                       orig_hw: tuple[int, int]) -> dict[str, Any]:
         """One crop's masks: computed on the model's device, returned as CPU tensors (RLE and logits as NumPy)."""
@@ -261,7 +303,7 @@ class FastMaskGenerator:
         crop = image[y0:y1, x0:x1, :]
         ch, cw = crop.shape[:2]
         t = time.perf_counter()
-        self.engine.set_image(crop)
+        self._encode(image, crop, list(crop_box) == [0, 0, orig_hw[1], orig_hw[0]])
         t = self._tick("encode", t)
         points = grid * np.array([[cw, ch]])
         coords = self.engine.transform_points(points)
@@ -417,11 +459,12 @@ class OfficialMaskGenerator:
 
 
 def make_generator(kind: str, model: torch.nn.Module, model_name: str, params: AmgParams,
-                   keep_logits: bool = True) -> MaskGenerator:
-    """Return the ``fast`` (default) or ``official`` generator for a loaded model."""
+                   keep_logits: bool = True, embeddings: EmbeddingCache | None = None) -> MaskGenerator:
+    """Return the ``fast`` (default) or ``official`` generator for a loaded model (``embeddings``: the shared
+    embedding cache the fast generator reads and fills for the whole image; the official one runs its own encoder)."""
     family = "sam2" if get_spec(model_name).family == "sam2" else "sam"
     if kind == "fast":
-        return FastMaskGenerator(model, family, params, keep_logits=keep_logits)
+        return FastMaskGenerator(model, family, params, keep_logits=keep_logits, embeddings=embeddings)
     if kind == "official":
         return OfficialMaskGenerator(model, family, params)
     raise ConfigError(f"unknown generator {kind!r}; choose one of {', '.join(GENERATORS)}")

@@ -44,6 +44,7 @@ from defectbench.methods.sam.features import (
     fit_logistic,
     tune_threshold,
 )
+from defectbench.methods.sam.embeddings import EmbeddingCache, embedding_key
 from defectbench.methods.sam.generator import GENERATORS, AmgParams, make_generator
 from defectbench.methods.sam.proposals import ProposalCache, Proposals, image_sha256
 from defectbench.methods.sam.registry import get_spec
@@ -96,7 +97,8 @@ class ProposalSource:
         self.cache = ProposalCache(self.cache_key(), cache_dir)
         self._gen = None
         self.device: str | None = None
-        self.stats = {"sam_images": 0, "cached_images": 0, "sam_seconds": 0.0}
+        self.stats = {"sam_images": 0, "cached_images": 0, "sam_seconds": 0.0,
+                      "encoder_calls": 0, "cached_embeddings": 0}  # encoder passes / embeddings read (whole images)
         self.timings: dict[str, float] = {}
 
     def cache_key(self) -> dict[str, Any]:
@@ -115,7 +117,9 @@ class ProposalSource:
             if info.sha256 != self.identity.sha256:  # the file changed since it was hashed
                 self.identity = info
                 self.cache = ProposalCache(self.cache_key(), self.cache.root)
-            self._gen = make_generator(self.generator_kind, model, self.spec.name, self.params, self.keep_logits)
+            embeddings = EmbeddingCache(embedding_key(self.spec.name, self.identity.sha256), self.cache.root)
+            self._gen = make_generator(self.generator_kind, model, self.spec.name, self.params, self.keep_logits,
+                                       embeddings)
         return self._gen
 
     def get(self, image_rgb: np.ndarray) -> Proposals:
@@ -132,6 +136,8 @@ class ProposalSource:
         self.stats["sam_images"] += 1
         for k, v in getattr(gen, "timings", {}).items():
             self.timings[k] = v
+        for k, v in getattr(gen, "counts", {}).items():  # encoder calls / embeddings from the shared cache
+            self.stats[k] = v
         self.cache.put(key, props)
         return props
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from defectbench.errors import ConfigError, DefectbenchError
 from defectbench.methods.sam.checkpoints import CheckpointInfo, checkpoint_identity, load_model
-from defectbench.methods.sam.embeddings import EmbeddingCache
+from defectbench.methods.sam.embeddings import EmbeddingCache, embedding_key, predictor_arrays, restore_predictor
 from defectbench.methods.sam.prompts import (
     Prompt,
     check_jitter,
@@ -85,7 +85,7 @@ class PromptedSam:
         self.allow_unofficial = allow_unofficial
         self.identity: CheckpointInfo = checkpoint_identity(self.spec.name, checkpoint, random_seed, cache_dir,
                                                             allow_unofficial)
-        self.cache = EmbeddingCache({"model": self.spec.name, "weights_sha256": self.identity.sha256}, cache_dir)
+        self.cache = EmbeddingCache(embedding_key(self.spec.name, self.identity.sha256), cache_dir)
         self.device: str | None = None
         self._predictor: Any = None
         self._current: str | None = None
@@ -107,7 +107,7 @@ class PromptedSam:
                                    self.allow_unofficial)
             if info.sha256 != self.identity.sha256:  # the file changed since it was hashed
                 self.identity = info
-                self.cache = EmbeddingCache({"model": self.spec.name, "weights_sha256": info.sha256}, self.cache.root)
+                self.cache = EmbeddingCache(embedding_key(self.spec.name, info.sha256), self.cache.root)
             if self.family == "sam2":
                 from sam2.sam2_image_predictor import SAM2ImagePredictor
 
@@ -130,37 +130,17 @@ class PromptedSam:
         if key == self._current:
             return
         pred = self.predictor()
-        arrays = self.cache.get(key)
-        if arrays is not None and tuple(int(v) for v in arrays["orig_hw"]) == tuple(image_rgb.shape[:2]):
+        arrays = self.cache.get_for(key, image_rgb.shape[:2])
+        if arrays is not None:
             self.stats["cached_embeddings"] += 1
-            dev = self.device
-            if self.family == "sam2":
-                pred.reset_predictor()
-                pred._orig_hw = [tuple(int(v) for v in arrays["orig_hw"])]
-                pred._features = {"image_embed": torch.from_numpy(arrays["image_embed"]).to(dev),
-                                  "high_res_feats": [torch.from_numpy(arrays[f"high_res_{i}"]).to(dev) for i in (0, 1)]}
-                pred._is_image_set = True
-            else:
-                pred.reset_image()
-                pred.original_size = tuple(int(v) for v in arrays["orig_hw"])
-                pred.input_size = tuple(int(v) for v in arrays["input_hw"])
-                pred.features = torch.from_numpy(arrays["features"]).to(dev)
-                pred.is_image_set = True
+            restore_predictor(pred, self.family, arrays, self.device)
         else:
             t0 = time.perf_counter()
             with torch.inference_mode():
                 pred.set_image(image_rgb)
             self.stats["encoder_s"] += time.perf_counter() - t0
             self.stats["encoder_calls"] += 1
-            hw = np.array(image_rgb.shape[:2], np.int64)
-            if self.family == "sam2":
-                f = pred._features
-                arrays = {"orig_hw": hw, "image_embed": f["image_embed"].float().cpu().numpy(),
-                          **{f"high_res_{i}": t.float().cpu().numpy() for i, t in enumerate(f["high_res_feats"])}}
-            else:
-                arrays = {"orig_hw": hw, "input_hw": np.array(pred.input_size, np.int64),
-                          "features": pred.features.float().cpu().numpy()}
-            self.cache.put(key, arrays)
+            self.cache.put(key, predictor_arrays(pred, self.family, image_rgb.shape[:2]))
         self._current = key
 
     def decode(self, prompt: Prompt, multimask: bool = True, mask_input: np.ndarray | None = None) -> Decoded:
