@@ -235,37 +235,14 @@ class TrainStep:
         return loss.detach()
 
 
-class _HostCountedAverage(torch.optim.swa_utils.AveragedModel):
-    """PyTorch's ``AveragedModel`` with its update count mirrored on the host: the same arithmetic, without the two
-    reads of the device counter (``n_averaged == 0``, ``> 0``) that make each update wait for the GPU."""
-
-    host_n: int = 0
-
-    @torch.no_grad()
-    def update_parameters(self, model: nn.Module) -> None:
-        """Average ``model``'s parameters and buffers into this copy (the first call copies them)."""
-        from torch.optim.swa_utils import _group_tensors_by_device_and_dtype
-
-        mine = [p.detach() for p in (*self.module.parameters(), *self.module.buffers())]
-        theirs = [p.detach().to(q.device) for p, q in zip((*model.parameters(), *model.buffers()), mine, strict=True)]
-        if self.host_n == 0:
-            for q, p in zip(mine, theirs, strict=True):
-                q.copy_(p)
-        else:
-            groups = _group_tensors_by_device_and_dtype([mine, theirs])
-            for (device, _), ([own, other], _) in groups.items():
-                self.multi_avg_fn(own, other, self.n_averaged.to(device))
-        self.n_averaged += 1
-        self.host_n += 1
-
-
 def moving_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
     """Return an exponential moving average of ``model``'s weights and buffers (PyTorch's ``AveragedModel``), or None at 0."""
     if not decay:
         return None
-    from torch.optim.swa_utils import get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    return _HostCountedAverage(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    # its update counter ``n_averaged`` is a CPU tensor (made before any move): reading it never waits for the GPU
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _build(cfg: TrainConfig) -> nn.Module:
@@ -339,7 +316,6 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
         if ema is not None:
             load_weights(ema.module, ckpt["state_dict"], last_path, cfg.model)
             ema.n_averaged.fill_(int(state["ema_n_averaged"]))
-            ema.host_n = int(state["ema_n_averaged"])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("grad_scaler"):
             scaler.load_state_dict(state["grad_scaler"])
@@ -436,7 +412,7 @@ def _epochs(cfg: TrainConfig, model: nn.Module, train_step: TrainStep, ema: Any,
                                "cuda_rng": torch.cuda.get_rng_state(device) if device.startswith("cuda") else None,
                                "grad_scaler": scaler.state_dict() if scaler is not None else None,
                                "raw_state_dict": model.state_dict() if ema is not None else None,
-                               "ema_n_averaged": ema.host_n if ema is not None else None}
+                               "ema_n_averaged": int(ema.n_averaged) if ema is not None else None}
                 save_checkpoint(last_path, make_checkpoint(kept, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
                                                            IMAGENET_STD, meta=meta, train_state=train_state))
                 record.write(history, best, best_epoch, train_seconds, finished=epoch + 1 == cfg.epochs)
