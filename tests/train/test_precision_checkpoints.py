@@ -87,3 +87,17 @@ def test_resume_between_two_saves_equals_the_uninterrupted_run(tmp_path, sd900_r
     strip = lambda h: [{k: v for k, v in e.items() if k not in ("seconds", "images_per_s")} for e in h]  # noqa: E731
     assert strip(a["train_state"]["history"]) == strip(b["train_state"]["history"]) and len(resumed.history) == 4
     assert a["train_state"]["history"][-1]["loss"] < a["train_state"]["history"][0]["loss"]  # it trained
+
+
+def test_cli_flags_reach_the_config() -> None:
+    from defectbench.cli import build_parser
+    from defectbench.cli.train import _overrides
+
+    args = build_parser().parse_args(["train", "--model", "litenet", "--out", "x", "--workers", "0", "--save-every", "3",
+                                      "--log-every", "10"])
+    cfg = TrainConfig.for_model("litenet", _overrides(args))
+    assert (cfg.workers, cfg.save_every, cfg.log_every) == (0, 3, 10)
+    assert TrainConfig.for_model("litenet", _overrides(build_parser().parse_args(
+        ["train", "--model", "litenet", "--out", "x"]))).workers is None  # unset: auto (0 on the CPU)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--model", "litenet", "--out", "x", "--save-every", "0"])
