@@ -11,12 +11,24 @@ from defectbench.bench.config import ExperimentConfig, MethodSpec, SpeedSpec, Ta
 # method options that change how a result is shown or scheduled, never the result itself: they stay out of a
 # job's fingerprint, so renaming a row (or moving it to other hardware) never recomputes a finished job
 NOT_RESULT_OPTIONS = frozenset({"label", "resources"})
+# training options (a method's ``train`` mapping) that change how fast a model trains or how often it is saved, never
+# its weights: loader workers, last.pt interval, loss-read interval. The same set as
+# defectbench.train.config.SPEED_ONLY_OPTIONS (kept here so that the job matrix does not import torch; a test checks)
+NOT_RESULT_TRAIN_OPTIONS = frozenset({"workers", "save_every", "log_every"})
 
 
 def result_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """Return a job spec without the method options in :data:`NOT_RESULT_OPTIONS` (also for specs stored earlier)."""
+    """Return a job spec without the method options in :data:`NOT_RESULT_OPTIONS` and the training options in
+    :data:`NOT_RESULT_TRAIN_OPTIONS` (a ``train`` mapping left empty is dropped); also for specs stored earlier."""
     method = dict(spec.get("method") or {})
-    method["options"] = {k: v for k, v in (method.get("options") or {}).items() if k not in NOT_RESULT_OPTIONS}
+    options = {k: v for k, v in (method.get("options") or {}).items() if k not in NOT_RESULT_OPTIONS}
+    if isinstance(options.get("train"), dict):
+        train = {k: v for k, v in options["train"].items() if k not in NOT_RESULT_TRAIN_OPTIONS}
+        if train:
+            options["train"] = train
+        else:
+            del options["train"]
+    method["options"] = options
     return {**spec, "method": method}
 
 

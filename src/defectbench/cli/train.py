@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from defectbench.cli.common import (add_data_root, add_device, console, err_console, non_negative_float, positive_float,
-                                    positive_int)
+from defectbench.cli.common import (add_data_root, add_device, console, err_console, non_negative_float,
+                                    non_negative_int, positive_float, positive_int)
 from defectbench.errors import ConfigError
 
 # CLI flag (dest) -> TrainConfig field, for the options a user gives explicitly
@@ -17,7 +17,8 @@ _FLAG_FIELDS = {
     "lr": "lr", "ema_decay": "ema_decay", "optimizer": "optimizer", "schedule": "schedule", "weight_decay": "weight_decay",
     "warmup_epochs": "warmup_epochs", "val_fraction": "val_fraction", "select_metric": "select_metric",
     "loss": "loss", "threads": "threads", "limit": "limit", "labels": "labels", "backbone_weights": "backbone_weights",
-    "data_root": "data_root", "init_from": "init_from", "amp": "amp",
+    "data_root": "data_root", "init_from": "init_from", "amp": "amp", "workers": "workers", "save_every": "save_every",
+    "log_every": "log_every",
 }
 
 
@@ -71,7 +72,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train on N labelled images: the class-stratified subset of --seed, nested across N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per epoch only)")
     p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default=None,
-                   help="CUDA mixed precision (default auto: bf16 where supported, else fp16; never on the CPU)")
+                   help="CUDA mixed precision (default auto: bf16 on GPUs with native bf16, compute capability >= 8.0; "
+                        "else fp16 with a gradient scaler; never on the CPU)")
+    p.add_argument("--workers", type=non_negative_int, default=None,
+                   help="loader processes that decode and augment the images (default: 0 on the CPU, min(4, cpus) "
+                        "with a GPU); never changes the result")
+    p.add_argument("--save-every", type=positive_int, default=None, metavar="N",
+                   help="write last.pt every N epochs and after the last (default ceil(epochs/10)); "
+                        "--resume continues from the last one written")
+    p.add_argument("--log-every", type=positive_int, default=None, metavar="STEPS",
+                   help="read the loss on the host (and check it is finite) every STEPS steps (default 50)")
     add_data_root(p)
     add_device(p)
     p.set_defaults(func=run_train, device=None)

@@ -12,6 +12,9 @@ from defectbench.errors import ConfigError
 from defectbench.runtime import DEVICE_CHOICES, is_device_name
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+# options that change how fast a run goes (or how often it is saved), never its weights: they stay out of an
+# experiment job's fingerprint, and a resumed run may change them
+SPEED_ONLY_OPTIONS = frozenset({"workers", "save_every", "log_every"})
 
 
 @dataclass
@@ -64,7 +67,16 @@ class TrainConfig:
     pretrained: bool = True
     backbone_weights: str | None = None
     init_from: str | None = None  # checkpoint whose model weights start the run (fine-tuning, e.g. at a larger size)
-    save_every: int = 1  # write last.pt every N epochs (and after the last one); resume continues from it
+    # write last.pt (weights, optimiser state, random states) every N epochs and after the last one; a resume continues
+    # from the last one written. None = ceil(epochs / 10): at most about ten per run. best.pt is written on every
+    # improvement regardless
+    save_every: int | None = None
+    # loader worker processes that decode and augment the training images; None = auto (0 on the CPU, where the
+    # steps use the cores; min(4, cpus) for a GPU run). Any number gives the same batches
+    workers: int | None = None
+    # training steps between two reads of the loss on the host (and its non-finite check); the steps in between
+    # queue on the GPU without waiting for it
+    log_every: int = 50
     limit: int | None = None  # use only the first N training images (tests, smoke runs)
     # train on this many labelled images of the split: the class-stratified, nested subset of ``seed``
     # (defectbench.data.splits.label_subset); None = every image
@@ -122,9 +134,13 @@ class TrainConfig:
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 32 and v % 32 == 0
                            for v in self.train_sizes)):
             raise bad("train_sizes", "one or more positive multiples of 32 (e.g. 256,320,384), or unset")
-        for option in ("epochs", "batch", "save_every", "step_epochs"):
-            if not isinstance(getattr(self, option), int) or getattr(self, option) < 1:
+        for option in ("epochs", "batch", "step_epochs", "log_every"):
+            if not _whole(getattr(self, option)) or getattr(self, option) < 1:
                 raise bad(option, "an integer >= 1")
+        if self.save_every is not None and (not _whole(self.save_every) or self.save_every < 1):
+            raise bad("save_every", "an integer >= 1 (or unset: every ceil(epochs / 10) epochs)")
+        if self.workers is not None and (not _whole(self.workers) or self.workers < 0):
+            raise bad("workers", "an integer >= 0 (0 = in the training process; unset = auto)")
         if self.labels is not None and (isinstance(self.labels, bool) or not isinstance(self.labels, int) or self.labels < 1):
             raise bad("labels", "a whole number of labelled images >= 1 (leave it out to use every training image)")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
@@ -166,6 +182,14 @@ class TrainConfig:
                 check_input_size(self.model, size)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+
+    def checkpoint_every(self) -> int:
+        """Return the epochs between two ``last.pt`` writes: ``save_every``, or ceil(epochs / 10) when unset."""
+        return self.save_every if self.save_every is not None else max(1, math.ceil(self.epochs / 10))
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _finite(value: Any) -> bool:

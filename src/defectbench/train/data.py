@@ -44,15 +44,40 @@ def to_channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 class LoadedSamples:
-    """Images (RGB uint8) and masks (float32 0/1) of a list of samples, read once and kept in memory."""
+    """Images (RGB uint8) and masks (float32 0/1) of a list of samples, each read once and kept in memory.
 
-    def __init__(self, samples: Sequence[Sample]) -> None:
+    Eager (the default) reads every sample at once; ``lazy=True`` reads a sample on its first use in the process
+    that uses it (a loader worker decodes its own share, the training process none).
+    """
+
+    def __init__(self, samples: Sequence[Sample], lazy: bool = False) -> None:
         self.samples = list(samples)
-        self.images = [to_rgb(s.image()) for s in self.samples]
-        self.masks = [s.mask().astype(np.float32) for s in self.samples]
-        for s, img, msk in zip(self.samples, self.images, self.masks):
+        self._images: list[np.ndarray | None] = [None] * len(self.samples)
+        self._masks: list[np.ndarray | None] = [None] * len(self.samples)
+        if not lazy:
+            for i in range(len(self.samples)):
+                self.load(i)
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (image, mask) of sample ``i``, decoding it on first use; a size mismatch is a :class:`DataError`."""
+        img, msk = self._images[i], self._masks[i]
+        if img is None or msk is None:
+            s = self.samples[i]
+            img, msk = to_rgb(s.image()), s.mask().astype(np.float32)
             if img.shape[:2] != msk.shape:
                 raise DataError(f"{s.image_path}: image is {img.shape[:2]}, its mask {msk.shape}; they must match")
+            self._images[i], self._masks[i] = img, msk
+        return img, msk
+
+    @property
+    def images(self) -> list[np.ndarray]:
+        """Every image (decoding those not read yet)."""
+        return [self.load(i)[0] for i in range(len(self.samples))]
+
+    @property
+    def masks(self) -> list[np.ndarray]:
+        """Every mask (decoding those not read yet)."""
+        return [self.load(i)[1] for i in range(len(self.samples))]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -62,10 +87,11 @@ class LoadedSamples:
         """Return (normalised images ``B x 3 x S x S``, masks ``B x 1 x S x S``); augmented unless ``params`` is None."""
         imgs, msks = [], []
         for i in indices:
+            image, mask = self.load(i)
             if params is None:
-                img, msk = resize_pair(self.images[i], self.masks[i], size)
+                img, msk = resize_pair(image, mask, size)
             else:
-                img, msk = augment_pair(self.images[i], self.masks[i], size, sample_rng(seed, epoch, i), params)
+                img, msk = augment_pair(image, mask, size, sample_rng(seed, epoch, i), params)
             imgs.append(img)
             msks.append(msk)
         return normalize(np.stack(imgs)), torch.from_numpy(np.stack(msks))[:, None]

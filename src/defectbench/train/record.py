@@ -1,4 +1,5 @@
-"""The ``run.json`` of a training run: config, versions, device, data hashes, timings and per-epoch history."""
+"""The ``run.json`` of a training run: config, versions, device and precision, data hashes, timings and per-epoch
+history."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class RunRecord:
     """Collects the static facts of a run once and rewrites ``run.json`` atomically after every epoch."""
 
     def __init__(self, out_dir: Path, cfg: TrainConfig, model: nn.Module, train: Sequence[Sample],
-                 val: Sequence[Sample], device: str) -> None:
+                 val: Sequence[Sample], device: str, precision: str = "fp32", workers: int = 0) -> None:
         self.path = Path(out_dir) / "run.json"
         notes = []
         if not cfg.pretrained:
@@ -39,6 +40,7 @@ class RunRecord:
                      "val_ids": [s.id for s in val], "train_sha256": data_hash(train), "val_sha256": data_hash(val),
                      **({"labels": cfg.labels, "train_ids": [s.id for s in train]} if cfg.labels else {})},
             "versions": versions(), "git_commit": git_commit(), "device": device_description(device),
+            "precision": precision, "loader_workers": workers,
             "notes": notes,
         }
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -1,5 +1,7 @@
 """The training loop: seeded, validated each epoch on a held-out part of the training split, checkpointed
-atomically every epoch (``best.pt``, ``last.pt``) and resumable bit-for-bit after a kill."""
+atomically (``best.pt`` on every improvement, ``last.pt`` every ``save_every`` epochs and after the last) and
+resumable bit-for-bit after a kill. Batches come from a ``DataLoader`` (workers decode and augment), the steps
+queue on the device without a host synchronisation each (the loss is read every ``log_every`` steps)."""
 
 from __future__ import annotations
 
@@ -30,16 +32,19 @@ from defectbench.methods.saliency.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from defectbench.train.config import TrainConfig
+from defectbench.train.config import SPEED_ONLY_OPTIONS, TrainConfig
 from defectbench.train.labels import labelled_subset
-from defectbench.train.data import LoadedSamples, batch_size_at, epoch_order, holdout_split, to_channels_last
+from defectbench.train.data import LoadedSamples, holdout_split, to_channels_last
+from defectbench.train.loader import TrainBatches, default_workers
+from defectbench.train.losslog import DeviceLossLog
+from defectbench.train.precision import Precision, precision_for
 from defectbench.train.optim import build_optimizer, lr_factor, set_lr
 from defectbench.methods.saliency.predictor import logits_to_maps, prepare_batch
 from defectbench.train.record import RunRecord
 from defectbench.train.validate import score_maps
 
 # options that may differ between the original run and a resumed one without changing the result
-RESUME_FREE_KEYS = ("device", "data_root", "save_every")
+RESUME_FREE_KEYS = ("device", "data_root", *sorted(SPEED_ONLY_OPTIONS))
 CHECKPOINT_NAMES = ("last.pt", "best.pt")
 
 
@@ -79,8 +84,9 @@ def evaluate_model(model: nn.Module, data: LoadedSamples, size: int, device: str
     was_training = model.training
     model.eval()
     preds, gts = [], []
+    images, masks = data.images, data.masks
     for start in range(0, len(data), batch):
-        imgs = data.images[start:start + batch]
+        imgs = images[start:start + batch]
         x = prepare_batch(imgs, size).to(device)
         if channels_last:
             x = to_channels_last(x)
@@ -88,7 +94,7 @@ def evaluate_model(model: nn.Module, data: LoadedSamples, size: int, device: str
             logits = model(x)
         for prob in logits_to_maps(logits, [im.shape[:2] for im in imgs]):
             preds.append(np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8))
-        gts.extend(m > 0.5 for m in data.masks[start:start + batch])
+        gts.extend(m > 0.5 for m in masks[start:start + batch])
     model.train(was_training)
     return score_maps(preds, gts)
 
@@ -183,12 +189,8 @@ def claimed_run_folder(out: Path) -> Iterator[None]:
 
 
 def amp_dtype(cfg: TrainConfig, device: str) -> torch.dtype | None:
-    """Return the autocast dtype of a run (None = fp32): only on CUDA, bf16 where supported unless fp16 is asked for."""
-    if not device.startswith("cuda") or cfg.amp == "off":
-        return None
-    if cfg.amp == "fp16" or (cfg.amp == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
+    """Return the autocast dtype of a run (None = fp32): see :func:`defectbench.train.precision.choose_precision`."""
+    return precision_for(device, cfg.amp).dtype
 
 
 def synchronize(device: str) -> None:
@@ -209,14 +211,12 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0) -> torch.Tensor:
-        """Run one step on a batch; return the (detached) loss."""
+        """Run one step on a batch; return the (detached, unread) loss."""
         with _autocast(self.device, self.autocast_dtype):
             outputs = self.model(x)
         if self.autocast_dtype is not None:  # the loss in fp32: SSIM and IoU sums are not safe in 16 bits
             outputs = [o.float() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.float()
-        loss = self.loss_fn(outputs, y)
-        if not torch.isfinite(loss):
-            raise ConfigError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr")
+        loss = self.loss_fn(outputs, y)  # not read here (no host synchronisation): DeviceLossLog checks it later
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -241,6 +241,7 @@ def moving_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.Aver
         return None
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+    # its update counter ``n_averaged`` is a CPU tensor (made before any move): reading it never waits for the GPU
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
@@ -294,7 +295,8 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
         model.to(memory_format=torch.channels_last)
     loss_fn = create_loss_for(model, cfg)
     optimizer = build_optimizer(model, cfg)
-    autocast_dtype = amp_dtype(cfg, device)
+    precision = precision_for(device, cfg.amp)
+    autocast_dtype = precision.dtype
     train_step = TrainStep(model, loss_fn, optimizer, device, autocast_dtype, cfg.grad_clip_value)
     scaler = train_step.scaler
     ema = moving_average(model, cfg.ema_decay)
@@ -324,18 +326,34 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
 
-    record = RunRecord(out, cfg, model, train_samples, val_samples, device)
-    train_data = LoadedSamples(train_samples)
+    workers = cfg.workers if cfg.workers is not None else default_workers(device)
+    record = RunRecord(out, cfg, model, train_samples, val_samples, device, precision=precision.label, workers=workers)
+    batches = TrainBatches(train_samples, cfg.batch, cfg.seed, cfg.size, cfg.train_sizes, augment_params(cfg),
+                           workers=workers, pin_memory=device.startswith("cuda"))
+    try:
+        return _epochs(cfg, model, train_step, ema, kept, optimizer, precision, batches, val_samples, record, device, out,
+                       (start_epoch, step, train_seconds, best, best_epoch, history), progress, log, console)
+    finally:
+        batches.close()
+
+
+def _epochs(cfg: TrainConfig, model: nn.Module, train_step: TrainStep, ema: Any, kept: nn.Module,
+            optimizer: torch.optim.Optimizer, precision: Precision, batches: TrainBatches, val_samples: list[Any],
+            record: RunRecord, device: str, out: Path, state: tuple[Any, ...], progress: bool,
+            log: Callable[[str], None], console: Any) -> TrainResult:
+    """The epochs of a run from ``state`` (start epoch, step, seconds, best scores, best epoch, history) on."""
+    start_epoch, step, train_seconds, best, best_epoch, history = state
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    scaler, autocast_dtype = train_step.scaler, precision.dtype
     val_data = LoadedSamples(val_samples) if val_samples else None
-    aug = augment_params(cfg)
-    n = len(train_data)
-    steps_per_epoch = max(1, n // cfg.batch) if n >= cfg.batch else 1
-    precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[autocast_dtype]
-    log(f"{cfg.model}: {len(train_samples)} training / {len(val_samples)} validation images of {cfg.dataset} "
+    n = len(batches)
+    steps_per_epoch = batches.steps
+    save_every = cfg.checkpoint_every()
+    log(f"{cfg.model}: {n} training / {len(val_samples)} validation images of {cfg.dataset} "
         f"{cfg.split}, {steps_per_epoch} steps per epoch, input {cfg.size}"
         + (f" (training batches at {'/'.join(map(str, cfg.train_sizes))})" if cfg.train_sizes else "")
-        + f", {torch.get_num_threads()} threads, "
-        f"{device} {precision}")
+        + f", {torch.get_num_threads()} threads, {batches.workers} loader workers, "
+        f"{device} {precision.label}, last.pt every {save_every} epoch{'s' if save_every > 1 else ''}")
     meta_base = {"dataset": cfg.dataset, "split": cfg.split, "seed": cfg.seed, "config": cfg.to_dict()}
 
     from rich.progress import TextColumn
@@ -349,24 +367,24 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
         for epoch in range(start_epoch, cfg.epochs):
             synchronize(device)
             t0 = time.perf_counter()
-            order = epoch_order(n, cfg.seed, epoch)
-            losses: list[float] = []
-            for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch:(b + 1) * cfg.batch]
+            losses = DeviceLossLog(epoch, cfg.epochs, steps_per_epoch)
+            for x, y in batches.epoch(epoch):
                 set_lr(optimizer, lr_factor(cfg, step, steps_per_epoch))
-                size = batch_size_at(cfg.train_sizes, cfg.size, cfg.seed, epoch, b)
-                x, y = train_data.batch(idx, epoch, cfg.seed, size, aug)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if cfg.channels_last:
                     x = to_channels_last(x)
-                losses.append(float(train_step(x, y, epoch).item()))
+                losses.add(train_step(x, y, epoch))
                 if ema is not None:
                     ema.update_parameters(model)
                 step += 1
-                shown = f"loss {np.mean(losses):.4f}"
-                if best is not None:
-                    shown += f"  best val S {best['S_alpha']:.4f}"
-                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.epochs}  {shown}")
+                info = None
+                if losses.pending >= cfg.log_every:  # the only host synchronisation of the steps
+                    losses.flush()
+                    info = f"epoch {epoch + 1}/{cfg.epochs}  loss {losses.mean():.4f}"
+                    if best is not None:
+                        info += f"  best val S {best['S_alpha']:.4f}"
+                bar.update(task, advance=1, **({} if info is None else {"info": info}))
+            losses.flush()
             synchronize(device)
             step_seconds = time.perf_counter() - t0
             scores = (evaluate_model(kept, val_data, cfg.size, device, autocast_dtype=autocast_dtype,
@@ -377,12 +395,12 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
             improved = val_data is None or _is_better(scores, best, cfg.select_metric)
             if improved:
                 best, best_epoch = scores, epoch + 1
-            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[-1]["lr"],
+            history.append({"epoch": epoch + 1, "loss": losses.mean(), "lr": optimizer.param_groups[-1]["lr"],
                             **{f"val_{k}": v for k, v in scores.items()}, "seconds": round(seconds, 2),
                             "images_per_s": round(steps_per_epoch * min(cfg.batch, n) / max(step_seconds, 1e-9), 2),
                             "best": improved})
             meta = {**meta_base, "epoch": epoch + 1, "val": scores}
-            save_now = (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
+            save_now = (epoch + 1) % save_every == 0 or epoch + 1 == cfg.epochs
             # without validation the best model is the last one: written with last.pt only
             if improved and (val_data is not None or save_now):
                 save_checkpoint(best_path, make_checkpoint(kept, cfg.model, cfg.model_kwargs, cfg.size, IMAGENET_MEAN,
@@ -400,7 +418,7 @@ def _train_in_folder(cfg: TrainConfig, samples: list[Any], device: str, out: Pat
                 record.write(history, best, best_epoch, train_seconds, finished=epoch + 1 == cfg.epochs)
             shown = (f"val S {scores['S_alpha']:.4f}  MAE {scores['MAE']:.4f}  wF {scores['weighted_F']:.4f}"
                      if val_data is not None else "no validation hold-out (the last epoch is kept)")
-            log(f"epoch {epoch + 1}/{cfg.epochs}  loss {np.mean(losses):.4f}  {shown}  {seconds:.0f}s"
+            log(f"epoch {epoch + 1}/{cfg.epochs}  loss {losses.mean():.4f}  {shown}  {seconds:.0f}s"
                 + ("  *best*" if improved and val_data is not None else ""))
     if start_epoch >= cfg.epochs:
         log(f"{out}: all {cfg.epochs} epochs already done")
