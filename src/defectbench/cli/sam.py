@@ -235,12 +235,7 @@ def run_viz_prompted(args: argparse.Namespace) -> int:
     if settings.oracle and not args.gt_dir:
         raise DataError(f"{args.prompt} prompts read the ground truth: pass --gt-dir (or --prompts-from MODEL:WEIGHTS)")
     masks = images_by_stem(args.gt_dir, "--gt-dir folder") if args.gt_dir else {}
-    paths = [Path(name) for name in args.images]
-    for path in paths:  # every input is checked before SAM is loaded
-        if not path.is_file():
-            raise DataError(f"{path}: image not found")
-        if settings.oracle and path.stem not in masks:
-            raise DataError(f"{args.gt_dir}: no mask with the stem {path.stem!r} (masks are matched by exact file stem)")
+    paths = checked_viz_images(args.images, masks, args.gt_dir, settings.oracle)
     light, light_name = light_from_spec(args.prompts_from) if args.prompts_from else (None, None)
     sam = PromptedSam(args.model, args.checkpoint, args.device, args.cache_dir, args.random_weights,
                       args.allow_unofficial)
@@ -256,6 +251,19 @@ def run_viz_prompted(args: argparse.Namespace) -> int:
         n_pts = sum(len(p.points) for p in shown)
         console.print(f"{path.name}: {len(res.prompts)} prompt(s), {n_pts} point(s) -> {target}", markup=False)
     return 0
+
+
+def checked_viz_images(names: list[str], masks: dict[str, Path], gt_dir: str | None, need_mask: bool) -> list[Path]:
+    """Return the image paths of ``sam viz``, each checked (exists; has a mask when ``need_mask``) before SAM loads."""
+    from defectbench.errors import DataError
+
+    paths = [Path(name) for name in names]
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: image not found")
+        if need_mask and path.stem not in masks:
+            raise DataError(f"{gt_dir}: no mask with the stem {path.stem!r} (masks are matched by exact file stem)")
+    return paths
 
 
 def run_viz(args: argparse.Namespace) -> int:
@@ -280,12 +288,7 @@ def run_viz(args: argparse.Namespace) -> int:
     if is_oracle(cfg.strategy) and not args.gt_dir:
         raise DataError(f"{cfg.strategy} is an oracle: pass --gt-dir with the ground-truth masks")
     masks = images_by_stem(args.gt_dir, "--gt-dir folder") if args.gt_dir else {}
-    paths = [Path(name) for name in args.images]
-    for path in paths:  # every input is checked before SAM is loaded
-        if not path.is_file():
-            raise DataError(f"{path}: image not found")
-        if args.gt_dir and path.stem not in masks:
-            raise DataError(f"{args.gt_dir}: no mask with the stem {path.stem!r} (masks are matched by exact file stem)")
+    paths = checked_viz_images(args.images, masks, args.gt_dir, bool(args.gt_dir))
     for path in paths:
         image = read_image(path)
         gt = read_mask(masks[path.stem]) if args.gt_dir else None
