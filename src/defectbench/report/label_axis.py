@@ -26,7 +26,7 @@ class Reference:
 
     label: str
     scores: dict[str, float | None]
-    kind: str  # "sam" (measured), "paper" (the paper's SAM row), "other" (e.g. shipped weights)
+    kind: str  # "sam" (measured), "paper" (the paper's SAM row), "other" (e.g. shipped weights), "anomaly"
 
 
 def size_of(m: MethodResult) -> int | None:
@@ -95,9 +95,9 @@ def label_table(results: ExperimentResults, task: TaskInfo) -> Table | None:
                       seeds=",".join(str(s) for s in sorted(m.seeds)), schedule=schedule,
                       **{k: Cell() if (s := m.stat(k)) is None else Cell(s.mean, s.std) for k in METRICS})
     for ref in [*sam_references(results, task), *_other_references(results, task)]:
-        table.add("reference", False, method=ref.label, labels="0 (zero-shot)" if ref.kind != "other" else "all",
+        table.add("reference", False, method=ref.label, labels=REFERENCE_LABELS.get(ref.kind, "0 (zero-shot)"),
                   **{k: ref.scores.get(k) for k in METRICS})
-    table.group_titles = {"reference": "References (SAM zero-shot; full-data rows)"}
+    table.group_titles = {"reference": "References (SAM zero-shot; full-data rows; rows fitted on defect-free images only)"}
     table.notes = [
         "Subsets: nested, stratified by defect class, seeded (defectbench.data.splits.label_subset); each size trains "
         "for about the same number of optimizer steps with a floor of epochs (the task's labels rule, in each job's "
@@ -107,10 +107,15 @@ def label_table(results: ExperimentResults, task: TaskInfo) -> Table | None:
     return table
 
 
+#: the "Labelled images" cell of a reference row, by its kind (SAM rows: zero-shot)
+REFERENCE_LABELS = {"other": "all", "anomaly": "0 (defect-free images only)"}
+
+
 def _other_references(results: ExperimentResults, task: TaskInfo) -> list[Reference]:
     """Full-data rows of the task not on the labels axis and not SAM (e.g. the shipped weights)."""
     axis = set(results.label_runs.get(task.key, {}))
-    return [Reference(m.label, {k: (s.mean if (s := m.stat(k)) else None) for k in METRICS}, "other")
+    return [Reference(m.label, {k: (s.mean if (s := m.stat(k)) else None) for k in METRICS},
+                      "anomaly" if m.method_type == "anomaly" else "other")
             for m in results.methods.get(task.key, []) if m.method_type != "sam" and m.method not in axis]
 
 
@@ -166,8 +171,8 @@ def learning_curve_figure(results: ExperimentResults, task: TaskInfo, out_dir: P
         for ref in refs:
             value = ref.scores.get(metric)
             if value is not None:
-                style = {"sam": "--", "paper": "-.", "other": ":"}[ref.kind]
-                ax.axhline(float(value), linestyle=style, linewidth=1.3, color="k" if ref.kind != "other" else "0.4",
+                style = {"sam": "--", "paper": "-.", "other": ":", "anomaly": (0, (1, 3))}[ref.kind]
+                ax.axhline(float(value), linestyle=style, linewidth=1.3, color="k" if ref.kind in ("sam", "paper") else "0.4",
                            label=ref.label)
         ax.set_xscale("log", base=2)
         ax.set(xlabel="labelled training images", ylabel=HEADERS[metric].rstrip(" ↑"), title=f"{HEADERS[metric]} — {task.key}")
