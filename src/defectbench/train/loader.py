@@ -97,6 +97,13 @@ def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)  # one process per core: OpenCV's own threads would only oversubscribe
 
 
+def _worker_context() -> str:
+    """The start method of loader workers: ``forkserver`` where the platform has it, else ``spawn``."""
+    import multiprocessing
+
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 class TrainBatches:
     """The training batches of a run, epoch by epoch: ``for x, y in batches.epoch(e)`` (CPU tensors, pinned for a GPU)."""
 
@@ -109,6 +116,10 @@ class TrainBatches:
                                  pin_memory=pin_memory, persistent_workers=workers > 0,
                                  prefetch_factor=2 if workers > 0 else None,
                                  worker_init_fn=_worker_init if workers > 0 else None,
+                                 # forked workers of a process whose OpenMP/torch threads already ran can deadlock
+                                 # (seen: a pytest-xdist worker hung with both loader workers idle); a forkserver
+                                 # starts them from a clean, single-threaded process
+                                 multiprocessing_context=_worker_context() if workers > 0 else None,
                                  generator=torch.Generator().manual_seed(seed))
 
     @property
