@@ -201,8 +201,12 @@ def run_predict_prompted(args: argparse.Namespace) -> int:
     if oracle:
         err_console.print(f"[bold yellow]ORACLE[/]: {args.prompt} prompts" + (" placed from each image's ground truth"
                           if args.prompts_from is None else " with the mask chosen against the ground truth"))
+    from defectbench.bench.families.sam_prompt import light_from_spec
+
+    light = light_from_spec(args.prompts_from) if args.prompts_from else None
     rec = predict_prompted_dataset(
-        args.model, args.dataset, args.split, args.out, prompts_from=args.prompts_from, checkpoint=args.checkpoint,
+        args.model, args.dataset, args.split, args.out, prompts_from=args.prompts_from, light=light,
+        checkpoint=args.checkpoint,
         device=args.device, cache_dir=args.cache_dir, random_seed=args.random_weights, limit=args.limit,
         evaluate=not args.no_eval, data_root=args.data_root, allow_unofficial=args.allow_unofficial, **settings)
     run = rec["sam"]["this_run"]
@@ -226,7 +230,8 @@ def run_viz_prompted(args: argparse.Namespace) -> int:
     from defectbench.data import read_image, read_mask
     from defectbench.data.imageio import images_by_stem
     from defectbench.errors import DataError
-    from defectbench.methods.sam.prompted import PromptedSam, PromptedSamMethod, PromptSettings, light_from_spec
+    from defectbench.bench.families.sam_prompt import light_from_spec
+    from defectbench.methods.sam.prompted import PromptedSam, PromptedSamMethod, PromptSettings
     from defectbench.methods.sam.viz import draw_prompts, write_png
 
     s = prompt_settings(args)

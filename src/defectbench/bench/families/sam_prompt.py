@@ -352,3 +352,12 @@ def needs(job: Job) -> list[Any]:
                              "check the method's prompts_from in the config", "weights"))
     return out
 
+
+def light_from_spec(text: str, device: str = "cpu") -> tuple[Any, str]:
+    """A light model's map source from ``MODEL:WEIGHTS`` (shipped weights by name, or a checkpoint path)."""
+    from defectbench.methods.saliency.predictor import SaliencyPredictor
+
+    src = parse_prompts_from(text if ":" in text else {"model": text}, "--prompts-from")
+    path = _light_weights(src, None, "--prompts-from")
+    pred = SaliencyPredictor.from_checkpoint(path, expected_model=src.model, device=device)
+    return (lambda sample, image: pred.predict(image)), f"{src.model}:{path.stem.removeprefix(f'{src.model}_')}"

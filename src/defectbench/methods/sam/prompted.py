@@ -402,21 +402,11 @@ def summarize_records(records_dir: Path) -> dict[str, Any]:
             "jaccard_oracle_pick": round(float(np.mean(jo)), 4), "same_pick": round(agree / n, 4)}
 
 
-def light_from_spec(text: str, device: str = "cpu") -> tuple[MapSource, str]:
-    """A light model's map source from ``MODEL:WEIGHTS`` (shipped weights by name, or a checkpoint path)."""
-    from defectbench.bench.families.sam_prompt import _light_weights, parse_prompts_from
-    from defectbench.methods.saliency.predictor import SaliencyPredictor
-
-    src = parse_prompts_from(text if ":" in text else {"model": text}, "--prompts-from")
-    path = _light_weights(src, None, "--prompts-from")
-    pred = SaliencyPredictor.from_checkpoint(path, expected_model=src.model, device=device)
-    return (lambda sample, image: pred.predict(image)), f"{src.model}:{path.stem.removeprefix(f'{src.model}_')}"
-
-
 def predict_prompted_dataset(model: str, dataset: Any, split: str, out_dir: str | os.PathLike, mode: str,
                              choice: str = "score", k: int = 1, jitter: float = 0.0, seed: int = 0,
                              prompts_from: str | None = None, threshold: float | str = 0.5, min_area: float = 0.0005,
                              fuse: str = "union", checkpoint: str | os.PathLike | None = None, device: str = "auto",
+                             light: tuple[MapSource, str] | None = None,
                              cache_dir: str | os.PathLike | None = None, random_seed: int | None = None,
                              limit: int | None = None, evaluate: bool = True, data_root: str | os.PathLike | None = None,
                              allow_unofficial: bool = False) -> dict[str, Any]:
@@ -437,10 +427,13 @@ def predict_prompted_dataset(model: str, dataset: Any, split: str, out_dir: str 
     if settings.oracle and samples and all(s.mask_path is None for s in samples):
         raise ConfigError(f"{ds.name}/{split} has no masks: {mode} prompts from the ground truth (or --choice oracle) "
                           f"need them; use --prompts-from MODEL:WEIGHTS or a split with masks")
-    light, light_name = light_from_spec(prompts_from, "cpu") if prompts_from else (None, None)
+    if prompts_from and light is None:
+        raise ConfigError(f"prompts_from {prompts_from!r}: pass the light model's map source as light= (the CLI "
+                          "resolves it with defectbench.bench.families.sam_prompt.light_from_spec)")
+    light_fn, light_name = light if light is not None else (None, None)
     sam = PromptedSam(model, checkpoint, device, cache_dir, random_seed, allow_unofficial)
     out = Path(out_dir)
-    method = PromptedSamMethod(sam, settings, light, light_name, records_dir=out / "prompts")
+    method = PromptedSamMethod(sam, settings, light_fn, light_name, records_dir=out / "prompts")
     if mode == "interactive":
         method.steps_dir = out / "steps"
     t0 = time.perf_counter()
