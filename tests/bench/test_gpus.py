@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,21 +13,13 @@ import pytest
 from defectbench.bench import load_config, parse_config, run_experiment
 from defectbench.bench.device_pool import DevicePoolBackend, parse_gpus
 from defectbench.errors import ConfigError
+from tests.bench.killing import ROWS, kill_after_done, query
 from tests.bench.pool_fakes import crashing_compute, read_timeline, timed_compute
 from tests.bench.synthetic import make_dataset, make_maps, write_config
 
-ROWS = ("SELECT job_id, image_id, split, role, defect_class, S_alpha, MAE, adp_E, adp_F, weighted_F, pred_area, "
-        "pred_any, gt_area, height, width, map_path, image_path, mask_path, scores FROM images ORDER BY job_id, image_id")
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "defectbench.cli"]
 
-
-def _query(db: Path, sql: str) -> list[tuple]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _pool(compute=timed_compute) -> DevicePoolBackend:
@@ -59,12 +49,12 @@ def test_two_devices_run_at_once_and_store_what_the_sequential_runner_stores(tmp
     overlaps = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if a[2] != b[2] and b[0] < a[1]]
     assert overlaps, f"no two jobs ran at the same time: {spans}"
     db, want = exp / "results.sqlite", tmp_path / "ref" / "pool" / "results.sqlite"
-    assert _query(db, ROWS) == _query(want, ROWS) and len(_query(db, ROWS)) == 4 * 10
-    assert _query(db, "SELECT DISTINCT status, attempts FROM jobs") == [("done", 1)]
-    assert {r[0] for r in _query(db, "SELECT pid FROM jobs")} == pids  # each job records its worker's pid
+    assert query(db, ROWS) == query(want, ROWS) and len(query(db, ROWS)) == 4 * 10
+    assert query(db, "SELECT DISTINCT status, attempts FROM jobs") == [("done", 1)]
+    assert {r[0] for r in query(db, "SELECT pid FROM jobs")} == pids  # each job records its worker's pid
     for job in ref.done:  # the workers wrote the job files
         assert (exp / job / "metrics.csv").read_bytes() == (tmp_path / "ref" / "pool" / job / "metrics.csv").read_bytes()
-    assert '"backend": "gpus"' in _query(db, "SELECT value FROM meta WHERE key = 'last_run'")[0][0]
+    assert '"backend": "gpus"' in query(db, "SELECT value FROM meta WHERE key = 'last_run'")[0][0]
     again = run_experiment(cfg, tmp_path / "pool", progress=False, backend=_pool())
     assert sorted(again.already_done) == sorted(ref.done) and not again.done
 
@@ -79,8 +69,8 @@ def test_a_crashing_worker_fails_its_job_only(tmp_path, four):
     assert "the worker process on cpu" in message and "died while running it (killed by SIGKILL)" in message
     assert "\n" not in message
     db = tmp_path / "runs" / "pool" / "results.sqlite"
-    assert dict(_query(db, "SELECT job_id, status FROM jobs"))["syn-test/crash/seed0"] == "failed"
-    assert len({r[0] for r in _query(db, "SELECT pid FROM jobs")}) == 3  # a fresh worker replaced the dead one
+    assert dict(query(db, "SELECT job_id, status FROM jobs"))["syn-test/crash/seed0"] == "failed"
+    assert len({r[0] for r in query(db, "SELECT pid FROM jobs")}) == 3  # a fresh worker replaced the dead one
 
 
 def test_sam_selections_wait_for_their_leader_and_speed_runs_last_alone(tmp_path, four):
@@ -109,42 +99,26 @@ def test_kill_minus_nine_of_the_parent_then_resume(tmp_path):
     db = runs / "killme" / "results.sqlite"
     command = [sys.executable, "-m", "tests.bench.pool_driver", str(cfg), str(runs)]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    done, deadline = 0, time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "the run finished before it could be killed: " + proc.stdout.read().decode()
-            if db.exists():
-                try:
-                    done = _query(db, "SELECT COUNT(*) FROM jobs WHERE status = 'done'")[0][0]
-                except sqlite3.OperationalError:
-                    done = 0
-                if done >= 2:
-                    workers = {r[0] for r in _query(db, "SELECT pid FROM jobs WHERE status = 'running'")}
-                    proc.send_signal(signal.SIGKILL)
-                    break
-            time.sleep(0.01)
-    finally:
-        if proc.poll() is None and done < 2:
-            proc.kill()
-        proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
+    running = "SELECT pid FROM jobs WHERE status = 'running'"
+    workers = kill_after_done(proc, db, jobs=2, timeout_s=300,
+                              before_kill=lambda: {r[0] for r in query(db, running)})
     # the workers die with their parent: no orphan keeps writing job files
     assert workers and proc.pid not in workers
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(_alive(p) for p in workers):
         time.sleep(0.1)
     assert not any(_alive(p) for p in workers)
-    assert _query(db, "PRAGMA integrity_check") == [("ok",)]
-    finished = {j for j, s in _query(db, "SELECT job_id, status FROM jobs") if s == "done"}
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    finished = {j for j, s in query(db, "SELECT job_id, status FROM jobs") if s == "done"}
     assert 2 <= len(finished) < 8
-    per_job = dict(_query(db, "SELECT job_id, COUNT(*) FROM images GROUP BY job_id"))
+    per_job = dict(query(db, "SELECT job_id, COUNT(*) FROM images GROUP BY job_id"))
     assert set(per_job) == finished and all(n == 16 for n in per_job.values())  # 12 test + 4 train images
     resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"{8 - len(finished)} done now, {len(finished)} already done, 0 failed" in resumed.stdout
-    got, want = _query(db, ROWS), _query(tmp_path / "ref" / "killme" / "results.sqlite", ROWS)
+    got, want = query(db, ROWS), query(tmp_path / "ref" / "killme" / "results.sqlite", ROWS)
     assert len(got) == 8 * 16 and len({(r[0], r[1]) for r in got}) == len(got) and got == want
-    assert {s for _, s in _query(db, "SELECT job_id, status FROM jobs")} == {"done"}
+    assert {s for _, s in query(db, "SELECT job_id, status FROM jobs")} == {"done"}
     assert len(ref.done) == 8
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,25 +15,23 @@ import pytest
 from defectbench.bench import expand_jobs, load_config, parse_config, run_experiment
 from defectbench.bench.runner import JobOutcome, compute_job
 from defectbench.bench.status import experiment_status
+from tests.bench.killing import ROWS, kill_after_done, query
 from tests.bench.synthetic import make_dataset, make_maps, write_config
 
 ray = pytest.importorskip("ray")
 
-from defectbench.bench.ray_backend import RayBackend, check_reachable, infeasible, job_resources, ray_options  # noqa: E402
+from defectbench.bench.ray_backend import (  # noqa: E402
+    RayBackend,
+    check_reachable,
+    infeasible,
+    job_resources,
+    ray_options,
+)
 
-ROWS = ("SELECT job_id, image_id, split, role, defect_class, S_alpha, MAE, adp_E, adp_F, weighted_F, pred_area, "
-        "pred_any, gt_area, height, width, map_path, image_path, mask_path, scores FROM images ORDER BY job_id, image_id")
 JOBS = ("SELECT job_id, kind, method, status, error, n_images, run_dir, maps_dir, spec_hash, info, position "
         "FROM jobs ORDER BY job_id")
 CLI = [sys.executable, "-m", "defectbench.cli"]
 
-
-def _query(db: Path, sql: str) -> list[tuple]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
@@ -78,18 +75,18 @@ def test_same_store_with_and_without_ray(tmp_path, small, cluster):
     assert on_ray.failed == local.failed and "maps folder of method absent not found" in on_ray.failed["syn-test/absent/seed0"]
     assert on_ray.skipped == local.skipped and "no_sam.pth" in {**on_ray.failed, **on_ray.skipped}["syn-test/sam-b/seed0"]
     db_local, db_ray = tmp_path / "local/synth/results.sqlite", tmp_path / "ray/synth/results.sqlite"
-    got, want = _query(db_ray, ROWS), _query(db_local, ROWS)
+    got, want = query(db_ray, ROWS), query(db_local, ROWS)
     assert len(got) == 2 * 14 and got == want
-    assert _query(db_ray, JOBS) == _query(db_local, JOBS)
-    assert _query(db_ray, "SELECT attempts FROM jobs") == [(1,)] * 4
+    assert query(db_ray, JOBS) == query(db_local, JOBS)
+    assert query(db_ray, "SELECT attempts FROM jobs") == [(1,)] * 4
     # the job files came back from the workers: same per-image metrics file
     for job in ("syn-test/good/seed0", "syn-test/poor/seed0"):
         assert (tmp_path / "ray/synth" / job / "metrics.csv").read_bytes() == \
                (tmp_path / "local/synth" / job / "metrics.csv").read_bytes()
     # a worker, not the driver, ran them (its pid) and the run says it was on Ray
-    pids = {r[0] for r in _query(db_ray, "SELECT pid FROM jobs")}
+    pids = {r[0] for r in query(db_ray, "SELECT pid FROM jobs")}
     assert os.getpid() not in pids and len(pids) >= 1
-    assert '"backend": "ray"' in _query(db_ray, "SELECT value FROM meta WHERE key = 'last_run'")[0][0]
+    assert '"backend": "ray"' in query(db_ray, "SELECT value FROM meta WHERE key = 'last_run'")[0][0]
     # resumed: nothing finished is recomputed
     again = run_experiment(cfg, tmp_path / "ray", progress=False, backend=_backend(cluster))
     assert sorted(again.already_done) == sorted(local.done) and not again.done
@@ -154,7 +151,7 @@ def test_artifacts_folder_holds_job_files(tmp_path, small, cluster):
     assert summary.done == ["syn-test/good/seed0"]
     job_dir = tmp_path / "shared" / "synth" / "syn-test/good/seed0"
     assert (job_dir / "metrics.csv").is_file() and not (tmp_path / "runs/synth/syn-test/good/seed0").exists()
-    run_dir = _query(tmp_path / "runs/synth/results.sqlite", "SELECT run_dir FROM jobs")[0][0]
+    run_dir = query(tmp_path / "runs/synth/results.sqlite", "SELECT run_dir FROM jobs")[0][0]
     assert Path(run_dir) == job_dir.resolve()
 
 
@@ -190,9 +187,9 @@ def test_worker_killed_mid_job_is_retried_and_recorded_once(tmp_path, small, clu
     driver.join(120)
     assert not driver.is_alive() and result["s"].done == ["syn-test/good/seed0"]
     db = exp / "results.sqlite"
-    assert _query(db, "SELECT status, attempts, error FROM jobs") == [("done", 2, None)]
-    assert _query(db, "SELECT pid FROM jobs")[0][0] != victim.pid  # recorded from the retry
-    got, want = _query(db, ROWS), _query(tmp_path / "ref/synth/results.sqlite", ROWS)
+    assert query(db, "SELECT status, attempts, error FROM jobs") == [("done", 2, None)]
+    assert query(db, "SELECT pid FROM jobs")[0][0] != victim.pid  # recorded from the retry
+    got, want = query(db, ROWS), query(tmp_path / "ref/synth/results.sqlite", ROWS)
     assert len(got) == 14 and got == want
 
 
@@ -206,36 +203,19 @@ def test_driver_killed_mid_run_then_resumed(tmp_path, cluster):
     db = runs / "killme" / "results.sqlite"
     command = [*CLI, "run", str(cfg), "--runs-dir", str(runs), "--ray", cluster]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    done, deadline = 0, time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "the run finished before it could be killed: " + proc.stdout.read().decode()
-            if db.exists():
-                try:
-                    done = _query(db, "SELECT COUNT(*) FROM jobs WHERE status = 'done'")[0][0]
-                except sqlite3.OperationalError:
-                    done = 0
-                if done >= 2:
-                    proc.send_signal(signal.SIGKILL)
-                    break
-            time.sleep(0.01)
-    finally:
-        if proc.poll() is None and done < 2:
-            proc.kill()
-        proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
-    assert _query(db, "PRAGMA integrity_check") == [("ok",)]
-    finished = {j for j, s in _query(db, "SELECT job_id, status FROM jobs") if s == "done"}
+    kill_after_done(proc, db, jobs=2, timeout_s=300)
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    finished = {j for j, s in query(db, "SELECT job_id, status FROM jobs") if s == "done"}
     assert 2 <= len(finished) < 8
-    per_job = dict(_query(db, "SELECT job_id, COUNT(*) FROM images GROUP BY job_id"))
+    per_job = dict(query(db, "SELECT job_id, COUNT(*) FROM images GROUP BY job_id"))
     assert set(per_job) == finished and all(n == 60 for n in per_job.values())
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"{8 - len(finished)} done now, {len(finished)} already done" in resumed.stdout
-    got, want = _query(db, ROWS), _query(tmp_path / "ref" / "killme" / "results.sqlite", ROWS)
+    got, want = query(db, ROWS), query(tmp_path / "ref" / "killme" / "results.sqlite", ROWS)
     assert len(got) == len(want) == 8 * 60 and len({(r[0], r[1]) for r in got}) == len(got)
     assert got == want
-    assert {s for _, s in _query(db, "SELECT job_id, status FROM jobs")} == {"done"}
+    assert {s for _, s in query(db, "SELECT job_id, status FROM jobs")} == {"done"}
 
 
 def test_schedule_and_worker_env_on_ray(tmp_path, small, cluster, monkeypatch):
@@ -261,7 +241,7 @@ def test_schedule_and_worker_env_on_ray(tmp_path, small, cluster, monkeypatch):
     assert all(t["speed/sam-vit_b"][0] >= end for job, (_, end, _, _) in t.items() if not job.startswith("speed/"))
     import json
 
-    info = json.loads(_query(tmp_path / "runs/synth/results.sqlite", "SELECT info FROM jobs WHERE status = 'done'")[0][0])
+    info = json.loads(query(tmp_path / "runs/synth/results.sqlite", "SELECT info FROM jobs WHERE status = 'done'")[0][0])
     assert info["env"] == {"DEFECTBENCH_CHECKPOINTS": str(tmp_path / "ckpt"), "DEFECTBENCH_CACHE": str(tmp_path / "cache"),
                            "DEFECTBENCH_DATA": str(tmp_path / "data")} == worker_env()
     speed_job = [j for j in expand_jobs(cfg) if j.kind == "speed"][0]
