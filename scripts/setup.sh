@@ -46,8 +46,9 @@ fi
 # PyTorch first, pinned. The registry's build unless --cuda names PyTorch's wheel of one CUDA flavour.
 if [ -n "$flavour" ]; then
   want="$TORCH+$flavour"
-  have=$(.venv/bin/python -c "import torch, torchvision; print(torch.__version__)" 2>/dev/null || true)
-  if [ "$have" != "$want" ] || [ $plan = 1 ]; then
+  have=""  # a plan prints the install without importing torch (seconds) to see what is there
+  [ $plan = 1 ] || have=$(.venv/bin/python -c "import torch, torchvision; print(torch.__version__)" 2>/dev/null || true)
+  if [ "$have" != "$want" ]; then
     step .venv/bin/python -m pip install -q "torch==$TORCH+$flavour" "torchvision==$VISION+$flavour" \
       --index-url "https://download.pytorch.org/whl/$flavour"
   fi
