@@ -8,8 +8,14 @@ from functools import partial
 import pytest
 import torch
 
-from defectbench.bench.speed import (count_parameters, interleaved_fps, measure_named, measure_sam, state_dict_mb,
-                                     time_calls)
+from defectbench.bench.speed import (
+    count_parameters,
+    interleaved_fps,
+    measure_named,
+    measure_sam,
+    state_dict_mb,
+    time_calls,
+)
 from defectbench.cli import main
 from tests.methods.sam.helpers import build_tiny_sam
 
@@ -62,7 +68,11 @@ def test_speed_cli_litenet_json_and_store(tmp_path, capsys):
 @pytest.fixture
 def tiny_sam():
     """A reduced SAM architecture (official modules, tiny widths) registered under a test name."""
-    from defectbench.methods.sam.registry import ModelSpec, add_sam_model, remove_sam_model
+    from defectbench.methods.sam.registry import (
+        ModelSpec,
+        add_sam_model,
+        remove_sam_model,
+    )
 
 
     add_sam_model(ModelSpec("tiny_test_sam", "sam", "tiny test SAM", "tiny.pth", "(test only)", None, None, 0.0,
@@ -79,7 +89,11 @@ def test_sam_speed_encoder_and_amg(tiny_sam):
     assert enc.what == "encoder" and enc.image_size == 1024
     assert enc.params_m == pytest.approx(count_parameters(model)) and enc.fps > 0
     amg = measure_sam(tiny_sam, "cpu", "amg", image_size=64, max_seconds=0.2, amg_options={"points_per_side": 2})
-    assert amg.what == "amg" and amg.image_size == 64 and amg.fps < enc.fps
+    # no comparison of the two speeds (timing asserts flip on a busy machine: under a debugger the encoder's timed
+    # call once ran at 1.1 FPS against the whole generator's 4.2); each record is its own calls over its own time
+    assert amg.what == "amg" and amg.image_size == 64 and amg.iters >= 1
+    for record in (enc, amg):
+        assert record.fps == pytest.approx(record.iters / record.seconds)
 
 
 def test_measure_named_dispatches(monkeypatch):

@@ -46,3 +46,12 @@ def litenet_exports(tmp_path_factory, engines_installed) -> dict[str, Path]:
     static = export_checkpoint(checkpoint, out, "onnx", tag="sd900")
     dynamic = export_checkpoint(checkpoint, out, "onnx", dynamic_batch=True, tag="sd900")
     return {"onnx": static, "onnx-dynamic": dynamic, "openvino-dynamic": onnx_to_openvino(dynamic, out)}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Run every deploy test in one pytest-xdist worker (``--dist loadgroup``): the session's exports (about 40 s on a
+    2-core CPU) are then made once, not once per worker."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.xdist_group("deploy"))

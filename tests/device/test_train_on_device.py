@@ -13,6 +13,7 @@ import json
 import torch
 
 from defectbench.train import TrainConfig, train_model, trainer
+from tests.isolated import in_fresh_interpreter
 
 
 def _config(data_root, device: str, **options) -> TrainConfig:
@@ -22,6 +23,7 @@ def _config(data_root, device: str, **options) -> TrainConfig:
                                                  **options))
 
 
+@in_fresh_interpreter  # training under fake_cuda: see tests/isolated.py
 def test_training_on_cuda_1_equals_the_cpu_run(tmp_path, data_root, monkeypatch):
     from tests.device.fakecuda import fake_cuda
 
@@ -48,6 +50,7 @@ def test_training_on_cuda_1_equals_the_cpu_run(tmp_path, data_root, monkeypatch)
     assert gpu.best_scores == cpu.best_scores
 
 
+@in_fresh_interpreter  # training under fake_cuda: see tests/isolated.py
 def test_native_bf16_gpus_train_in_bf16_without_a_scaler(tmp_path, data_root):
     from tests.device.fakecuda import fake_cuda
 
