@@ -21,7 +21,9 @@ def test_the_body_runs_in_a_child_interpreter() -> None:
 
 def test_a_crash_in_the_child_is_one_failure_naming_the_signal(tmp_path) -> None:
     crashing = tmp_path / "test_crash.py"
-    crashing.write_text("import os, signal\n\ndef test_crash():\n    os.kill(os.getpid(), signal.SIGSEGV)\n")
+    crashing.write_text("import os, resource, signal\n\ndef test_crash():\n"
+                        "    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file in the repository\n"
+                        "    os.kill(os.getpid(), signal.SIGSEGV)\n")
     done = run_node(f"{crashing}::test_crash", timeout_s=120)
     assert describe_exit(done.returncode) == "killed by SIGSEGV"
     assert describe_exit(3) == "exit status 3"

@@ -34,24 +34,31 @@ def engines_installed() -> None:
 
 @pytest.fixture(scope="session")
 def litenet_exports(tmp_path_factory, engines_installed) -> dict[str, Path]:
-    """The shipped litenet sd900 weights as ONNX batch 1, ONNX dynamic batch and OpenVINO IR (from the dynamic ONNX)."""
+    """The shipped litenet sd900 weights as ONNX batch 1, ONNX dynamic batch and OpenVINO IR (from the dynamic ONNX).
+
+    Made once per test run, not once per pytest-xdist worker (about 40 s on a 2-core CPU): the first worker to ask
+    exports under a lock into the folder all workers share, the others wait for it and reuse the files.
+    """
+    import json
+
     import torch
+    from filelock import FileLock
 
     from defectbench.deploy.export import export_checkpoint, onnx_to_openvino
     from defectbench.methods.saliency.checkpoint import shipped_weights_path
 
-    torch.set_num_threads(2)
-    out = tmp_path_factory.mktemp("exports")
-    checkpoint = shipped_weights_path("litenet", "sd900")
-    static = export_checkpoint(checkpoint, out, "onnx", tag="sd900")
-    dynamic = export_checkpoint(checkpoint, out, "onnx", dynamic_batch=True, tag="sd900")
-    return {"onnx": static, "onnx-dynamic": dynamic, "openvino-dynamic": onnx_to_openvino(dynamic, out)}
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """Run every deploy test in one pytest-xdist worker (``--dist loadgroup``): the session's exports (about 40 s on a
-    2-core CPU) are then made once, not once per worker."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.xdist_group("deploy"))
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # .../pytest-N/gw0 -> .../pytest-N, the same for every worker of this run
+    out = shared / "litenet-exports"
+    out.mkdir(exist_ok=True)
+    done = out / "exports.json"
+    with FileLock(str(out / ".lock")):
+        if not done.exists():
+            torch.set_num_threads(2)
+            checkpoint = shipped_weights_path("litenet", "sd900")
+            static = export_checkpoint(checkpoint, out, "onnx", tag="sd900")
+            dynamic = export_checkpoint(checkpoint, out, "onnx", dynamic_batch=True, tag="sd900")
+            paths = {"onnx": static, "onnx-dynamic": dynamic, "openvino-dynamic": onnx_to_openvino(dynamic, out)}
+            done.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
+    return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
