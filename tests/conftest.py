@@ -17,15 +17,34 @@ _CACHES = Path(tempfile.mkdtemp(prefix="defectbench-test-caches-"))
 os.environ["XDG_CACHE_HOME"] = str(_CACHES)
 os.environ["TORCH_HOME"] = str(_CACHES / "torch")
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
+if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("DEFECTBENCH_TEST_ONE_THREAD"):
     # parallel workers share the cores: one torch (OpenMP) thread each. Two threads per worker oversubscribe a
-    # 2-core machine, where OpenMP's spin-waiting made single tests 10-50x slower (measured)
+    # 2-core machine, where OpenMP's spin-waiting made single tests 10-50x slower (measured). The child pytest of an
+    # isolated module (tests/isolated.py) inherits the setting
     os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["DEFECTBENCH_TEST_ONE_THREAD"] = "1"
     import torch
 
     _set_num_threads = torch.set_num_threads
     _set_num_threads(1)
     torch.set_num_threads = lambda n: _set_num_threads(1)  # the code under test asks for 2 (its default)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A test of a module marked ``isolated`` reports what the module's child interpreter recorded for it."""
+    from tests.isolated import MARK, in_child, report_from_child
+
+    if pyfuncitem.get_closest_marker(MARK) is None or in_child():
+        return None
+    report_from_child(pyfuncitem)
+    return True
+
+
+def shared_run_dir(factory: pytest.TempPathFactory) -> Path:
+    """A folder that every pytest-xdist worker of this test run sees as the same (the run's base temp folder)."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # .../pytest-N/popen-gwK -> .../pytest-N
 
 
 def shared_datasets() -> Path | None:

@@ -46,11 +46,9 @@ def litenet_exports(tmp_path_factory, engines_installed) -> dict[str, Path]:
 
     from defectbench.deploy.export import export_checkpoint, onnx_to_openvino
     from defectbench.methods.saliency.checkpoint import shipped_weights_path
+    from tests.conftest import shared_run_dir
 
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # .../pytest-N/gw0 -> .../pytest-N, the same for every worker of this run
-    out = shared / "litenet-exports"
+    out = shared_run_dir(tmp_path_factory) / "litenet-exports"
     out.mkdir(exist_ok=True)
     done = out / "exports.json"
     with FileLock(str(out / ".lock")):

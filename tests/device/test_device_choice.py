@@ -17,6 +17,8 @@ from defectbench.errors import ConfigError, DefectbenchError
 from defectbench.runtime import device_description, is_device_name, resolve_device
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.isolated  # fake CUDA: the module runs in a fresh interpreter (tests/isolated.py)
+
 
 def test_device_names():
     assert all(is_device_name(n) for n in ("auto", "cpu", "cuda", "cuda:0", "cuda:1", "cuda:12"))

@@ -11,6 +11,8 @@ import torch
 
 from tests.device.fakecuda import DeviceMixError, FakeCudaTensor, fake_cuda, is_fake
 
+pytestmark = pytest.mark.isolated  # fake CUDA: the module runs in a fresh interpreter (tests/isolated.py)
+
 
 def test_a_cpu_tensor_meeting_a_gpu_tensor_is_refused(fake_gpus):
     gpu = torch.randn(4, 3).to("cuda")

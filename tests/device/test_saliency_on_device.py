@@ -17,6 +17,8 @@ from tests.bench.test_speed import tiny_sam  # noqa: F401 - the fixture: a tiny 
 from tests.conftest import write_png
 from tests.device.fakecuda import is_fake
 
+pytestmark = pytest.mark.isolated  # fake CUDA: the module runs in a fresh interpreter (tests/isolated.py)
+
 GPU = torch.device("cuda", 1)
 
 

@@ -15,6 +15,8 @@ from defectbench.methods.sam.proposals import Proposals
 from tests.conftest import write_png
 from tests.methods.sam.helpers import register_tiny, tiny_sam
 
+pytestmark = pytest.mark.isolated  # fake CUDA: the module runs in a fresh interpreter (tests/isolated.py)
+
 LOOSE = AmgParams(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=0.7)
 
 

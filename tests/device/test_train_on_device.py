@@ -1,7 +1,8 @@
 """Training on a (fake) GPU: ``train_model`` on ``cuda:1`` with an fp16 gradient scaler and a moving average of
 the weights (a deep copy of the model) runs its steps, validation and checkpoints without a CPU tensor meeting a
 GPU one (the fake device raises as CUDA does, see fakecuda.py), and ends with exactly the CPU run's weights.
-Precision follows the compute capability: 7.x (emulated bf16 only) trains in fp16 with a scaler, 8.0 in bf16.
+Precision follows the compute capability: 7.x (emulated bf16 only) trains in fp16 with a scaler, 8.0 in bf16;
+emulated bf16 (what ``torch.cuda.is_bf16_supported()`` counts by default) is not taken for native.
 
 The loader runs in the test process (``workers=0``; it still pins the batches for the GPU): forking loader workers
 from a pytest-xdist worker under the fake device hangs, see the fakecuda pin-memory test."""
@@ -10,10 +11,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from defectbench.train import TrainConfig, train_model, trainer
-from tests.isolated import in_fresh_interpreter
+from defectbench.train.precision import BF16, FP16, FP32, precision_for
+from tests.device.fakecuda import fake_cuda
+
+pytestmark = pytest.mark.isolated  # fake CUDA: the module runs in a fresh interpreter (tests/isolated.py)
 
 
 def _config(data_root, device: str, **options) -> TrainConfig:
@@ -23,10 +28,7 @@ def _config(data_root, device: str, **options) -> TrainConfig:
                                                  **options))
 
 
-@in_fresh_interpreter  # training under fake_cuda: see tests/isolated.py
 def test_training_on_cuda_1_equals_the_cpu_run(tmp_path, data_root, monkeypatch):
-    from tests.device.fakecuda import fake_cuda
-
     seen = []
     step = trainer.TrainStep.__call__
 
@@ -50,12 +52,17 @@ def test_training_on_cuda_1_equals_the_cpu_run(tmp_path, data_root, monkeypatch)
     assert gpu.best_scores == cpu.best_scores
 
 
-@in_fresh_interpreter  # training under fake_cuda: see tests/isolated.py
 def test_native_bf16_gpus_train_in_bf16_without_a_scaler(tmp_path, data_root):
-    from tests.device.fakecuda import fake_cuda
-
     with fake_cuda(device_count=1, capability=(8, 0)):
         gpu = train_model(_config(data_root, "cuda"), out_dir=tmp_path / "gpu", progress=False)
     record = json.loads((tmp_path / "gpu" / "run.json").read_text())
     assert record["precision"] == "bf16 autocast" and record["loader_workers"] == 0
     assert torch.load(gpu.last_checkpoint, weights_only=True)["train_state"]["grad_scaler"] is None
+
+
+def test_emulated_bf16_is_not_taken_for_native() -> None:
+    with fake_cuda(device_count=2, capability=(7, 5)):
+        assert torch.cuda.is_bf16_supported()  # what torch says of a T4: emulated counts
+        assert precision_for("cuda:1") == FP16 and precision_for("cpu") == FP32
+    with fake_cuda(device_count=1, capability=(8, 0)):
+        assert precision_for("cuda") == BF16

@@ -13,7 +13,8 @@ from torch.overrides import TorchFunctionMode
 
 from defectbench.train import TrainConfig, train_model, trainer
 from defectbench.train.losslog import DeviceLossLog, NonFiniteLoss
-from tests.isolated import in_fresh_interpreter
+
+pytestmark = pytest.mark.isolated  # fake CUDA: the module runs in a fresh interpreter (tests/isolated.py)
 
 READS = {torch.Tensor.item, torch.Tensor.__bool__, torch.Tensor.tolist, torch.Tensor.cpu, torch.Tensor.numpy,
          torch.Tensor.__float__, torch.Tensor.__int__, torch.Tensor.__index__, torch.Tensor.__array__}
@@ -42,7 +43,6 @@ def _cfg(data_root, **options) -> TrainConfig:
     return TrainConfig.for_model("litenet", {**base, **options})
 
 
-@in_fresh_interpreter  # see tests/isolated.py: this one segfaulted torch after hundreds of other tests in one worker
 def test_steps_and_average_updates_never_read_the_gpu(tmp_path, sd900_root, monkeypatch) -> None:
     from tests.device.fakecuda import fake_cuda
 

@@ -10,7 +10,7 @@ import torch
 
 from defectbench.errors import ConfigError
 from defectbench.train import TrainConfig, train_model, trainer
-from defectbench.train.precision import BF16, FP16, FP32, choose_precision, precision_for
+from defectbench.train.precision import BF16, FP16, FP32, choose_precision
 
 
 @pytest.mark.parametrize("capability, expected", [((6, 1), FP16), ((7, 0), FP16), ((7, 5), FP16), ((8, 0), BF16),
@@ -26,16 +26,6 @@ def test_precision_choices() -> None:
     assert choose_precision("cuda", (9, 0), "fp16") == FP16 and choose_precision("cuda", (7, 0), "bf16") == BF16
     assert [p.label for p in (FP32, BF16, FP16)] == ["fp32", "bf16 autocast", "fp16 autocast + GradScaler"]
     assert FP16.dtype == torch.float16 and BF16.dtype == torch.bfloat16 and FP32.dtype is None
-
-
-def test_emulated_bf16_is_not_taken_for_native() -> None:
-    from tests.device.fakecuda import fake_cuda
-
-    with fake_cuda(device_count=2, capability=(7, 5)):
-        assert torch.cuda.is_bf16_supported()  # what torch says of a T4: emulated counts
-        assert precision_for("cuda:1") == FP16 and precision_for("cpu") == FP32
-    with fake_cuda(device_count=1, capability=(8, 0)):
-        assert precision_for("cuda") == BF16
 
 
 def test_save_every_default_and_refusals() -> None:
