@@ -148,6 +148,8 @@ class _Slot:
     device: str
     executor: cf.ProcessPoolExecutor | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    processes: list[Any] = field(default_factory=list)  # the executor's worker processes, kept here: a broken
+    # executor drops its own list (``_processes``), and the exit status with it
     job: Job | None = None
     future: cf.Future | None = None
     t0: float = 0.0
@@ -162,8 +164,7 @@ class _Slot:
 
     def exit_status(self) -> str:
         """How the worker process ended, in words (``exit code 3``, ``killed by SIGKILL``), '' when unknown."""
-        procs = getattr(self.executor, "_processes", None) or {}
-        for proc in list(procs.values()):
+        for proc in self.processes:
             proc.join(2)
             code = proc.exitcode
             if code is None:
@@ -205,7 +206,9 @@ class DevicePoolBackend:
         slot.executor = cf.ProcessPoolExecutor(
             1, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
             initargs=(slot.device, os.getpid(), plan.data_root, plan.dataset_loader, self.worker_logs))
-        return slot.executor.submit(worker_facts, plan.config)
+        future = slot.executor.submit(worker_facts, plan.config)  # the submit starts the worker process
+        slot.processes = list((getattr(slot.executor, "_processes", None) or {}).values())
+        return future
 
     def _ready(self, slot: _Slot, future: cf.Future) -> None:
         """Wait for a spawned worker's facts; a worker that cannot start retires its device (logged)."""
