@@ -85,3 +85,24 @@ def test_readonly_store_errors(tmp_path):
     con.close()
     with pytest.raises(DefectbenchError, match="format 99"):
         ResultsStore(path)
+
+
+def test_a_new_store_appears_with_its_tables_and_format(tmp_path, monkeypatch):
+    """A reader that opens the store the moment its file exists (``status`` at a run's start) finds a whole store:
+    it is written under a temporary name and moved into place (a ray test once read format 0 here)."""
+    seen = []
+    real_replace = __import__("os").replace
+
+    def replace(src, dst):  # noqa: ANN001, ANN202
+        conn = sqlite3.connect(str(src))
+        seen.append((conn.execute("PRAGMA user_version").fetchone()[0],
+                     {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}))
+        conn.close()
+        assert not (tmp_path / "r.sqlite").exists()  # nothing at the final name before the move
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("defectbench.bench.store.os.replace", replace)
+    ResultsStore(tmp_path / "r.sqlite").close()
+    assert len(seen) == 1 and seen[0][0] >= 1 and {"jobs", "images"} <= seen[0][1]
+    ResultsStore(tmp_path / "r.sqlite", readonly=True).close()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == ["r.sqlite"]

@@ -17,6 +17,7 @@ no rows (the job re-runs) or all of them.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -164,6 +165,8 @@ class ResultsStore:
             self._check_version(self.conn.execute("PRAGMA user_version").fetchone()[0])
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self._create()
             self.conn = sqlite3.connect(str(self.path), timeout=30)
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             fresh = self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
@@ -179,6 +182,20 @@ class ResultsStore:
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.commit()
         self.conn.row_factory = sqlite3.Row
+
+    def _create(self) -> None:
+        """Write a new store with its tables and format under a temporary name, then move it into place: a reader
+        (``defectbench status`` at the start of a run) never sees a store without its format."""
+        tmp = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        conn = sqlite3.connect(str(tmp))
+        try:
+            conn.executescript(SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.commit()
+        finally:
+            conn.close()
+        os.replace(tmp, self.path)
 
     def _check_version(self, version: int) -> None:
         if version != SCHEMA_VERSION:
