@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,21 @@ def shared_run_dir(factory: pytest.TempPathFactory) -> Path:
     """A folder that every pytest-xdist worker of this test run sees as the same (the run's base temp folder)."""
     base = factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # .../pytest-N/popen-gwK -> .../pytest-N
+
+
+@contextlib.contextmanager
+def run_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (``flock``; the kernel drops it if the holder dies) for the block: one
+    pytest-xdist worker makes a run-wide resource while the others wait. Not the ``filelock`` package: its 4.x
+    at-fork machinery is in the path of the worker deaths under investigation (see tests/isolated.py)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def shared_datasets() -> Path | None:

@@ -97,16 +97,14 @@ def verdict(run: ChildRun, nodeid: str) -> tuple[str, str]:
 
 def module_run(item: pytest.Item) -> ChildRun:
     """The child run of ``item``'s module: made by the first test of the module to ask, in whichever worker."""
-    from filelock import FileLock
-
-    from tests.conftest import shared_run_dir
+    from tests.conftest import run_lock, shared_run_dir
 
     module = Path(str(item.path)).resolve()
     folder = shared_run_dir(item.config._tmp_path_factory) / "isolated-modules"  # type: ignore[attr-defined]
     folder.mkdir(exist_ok=True)
     stem = str(module.relative_to(ROOT)).replace("/", "--")
     done = folder / f"{stem}.done.json"
-    with FileLock(str(folder / f"{stem}.lock")):
+    with run_lock(folder / f"{stem}.lock"):
         if not done.exists():
             run = run_module(module, folder / f"{stem}.record.jsonl", item.config.option.markexpr or "")
             done.write_text(json.dumps(run.__dict__), encoding="utf-8")

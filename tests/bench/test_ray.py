@@ -17,6 +17,11 @@ from defectbench.bench.runner import JobOutcome, compute_job
 from defectbench.bench.status import experiment_status
 from tests.bench.killing import ROWS, kill_after_done, query
 from tests.bench.synthetic import make_dataset, make_maps, write_config
+from tests.isolated import in_child
+
+# a Ray cluster (raylet, GCS, workers that kill process groups) is started by the test process: not by a long-lived
+# pytest-xdist worker, whose other tests it could outlive (tests/isolated.py)
+pytestmark = pytest.mark.isolated
 
 ray = pytest.importorskip("ray")
 
@@ -33,10 +38,13 @@ JOBS = ("SELECT job_id, kind, method, status, error, n_images, run_dir, maps_dir
 CLI = [sys.executable, "-m", "defectbench.cli"]
 
 
-
 @pytest.fixture(scope="module")
 def cluster() -> str:
-    """One 2-CPU Ray cluster for the module (started by this process, stopped with it); yields its address."""
+    """One 2-CPU Ray cluster for the module (started by this process, stopped with it); yields its address (None
+    in the parent of the isolated module, which only reports the child's outcomes)."""
+    if not in_child():
+        yield None
+        return
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2,
              log_to_driver=False, configure_logging=False)
     yield ray.get_runtime_context().gcs_address

@@ -42,16 +42,15 @@ def litenet_exports(tmp_path_factory, engines_installed) -> dict[str, Path]:
     import json
 
     import torch
-    from filelock import FileLock
 
     from defectbench.deploy.export import export_checkpoint, onnx_to_openvino
     from defectbench.methods.saliency.checkpoint import shipped_weights_path
-    from tests.conftest import shared_run_dir
+    from tests.conftest import run_lock, shared_run_dir
 
     out = shared_run_dir(tmp_path_factory) / "litenet-exports"
     out.mkdir(exist_ok=True)
     done = out / "exports.json"
-    with FileLock(str(out / ".lock")):
+    with run_lock(out / ".lock"):
         if not done.exists():
             torch.set_num_threads(2)
             checkpoint = shipped_weights_path("litenet", "sd900")

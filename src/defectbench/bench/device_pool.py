@@ -165,7 +165,12 @@ class _Slot:
     def exit_status(self) -> str:
         """How the worker process ended, in words (``exit code 3``, ``killed by SIGKILL``), '' when unknown."""
         for proc in self.processes:
+            # the executor's own thread reaps a dead worker too: when it wins the race, our waitpid finds no child
+            # and the code appears on the shared process object a moment later
+            deadline = time.monotonic() + 3
             proc.join(2)
+            while proc.exitcode is None and time.monotonic() < deadline:
+                time.sleep(0.02)
             code = proc.exitcode
             if code is None:
                 continue
