@@ -168,9 +168,8 @@ class _Slot:
             # the executor's own thread reaps a dead worker too: when it wins the race, our waitpid finds no child
             # and the code appears on the shared process object a moment later
             deadline = time.monotonic() + 3
-            proc.join(2)
             while proc.exitcode is None and time.monotonic() < deadline:
-                time.sleep(0.02)
+                proc.join(0.05)
             code = proc.exitcode
             if code is None:
                 continue
