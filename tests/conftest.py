@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["tests.trail"]  # each worker's trail, and how a worker that went down ended
 
 # weight files are looked for in the user's cache folders (defectbench's checkpoints folder, torch hub's cache): the
 # suite never sees a developer's real files there, in this process or the ones it starts

@@ -98,16 +98,21 @@ def verdict(run: ChildRun, nodeid: str) -> tuple[str, str]:
 def module_run(item: pytest.Item) -> ChildRun:
     """The child run of ``item``'s module: made by the first test of the module to ask, in whichever worker."""
     from tests.conftest import run_lock, shared_run_dir
+    from tests.trail import note
 
     module = Path(str(item.path)).resolve()
     folder = shared_run_dir(item.config._tmp_path_factory) / "isolated-modules"  # type: ignore[attr-defined]
     folder.mkdir(exist_ok=True)
     stem = str(module.relative_to(ROOT)).replace("/", "--")
     done = folder / f"{stem}.done.json"
+    note(f"isolated: waiting for the lock of {stem}")
     with run_lock(folder / f"{stem}.lock"):
         if not done.exists():
+            note(f"isolated: child pytest of {stem} starts")
             run = run_module(module, folder / f"{stem}.record.jsonl", item.config.option.markexpr or "")
+            note(f"isolated: child pytest of {stem} ended ({describe_exit(run.returncode)})")
             done.write_text(json.dumps(run.__dict__), encoding="utf-8")
+    note(f"isolated: lock of {stem} released")
     return ChildRun(**json.loads(done.read_text(encoding="utf-8")))
 
 

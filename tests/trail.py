@@ -1,0 +1,132 @@
+"""A trail of what each pytest-xdist worker did, and how a worker that went down ended: for the worker deaths with
+no trace seen in CI (see tests/isolated.py).
+
+Each worker appends one line per test start and finish (and the steps :func:`note` is given) to its own file in a
+folder the controller makes, with the time and the worker's resident memory. When a worker goes down, the controller
+prints the worker's exit status (its signal when it was killed: SIGKILL with no faulthandler trace is the kernel's
+OOM killer or another process, an exit code is the worker ending itself), the memory the machine had left, and the
+worker's last steps, before pytest-xdist's "worker crashed" report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+TRAIL_ENV = "DEFECTBENCH_TEST_TRAIL"  # the folder of the workers' trail files (set by the controller)
+PREFIX = "defectbench-test-trail-"
+KEEP = 25  # lines of a dead worker's trail printed
+
+
+def _rss_mb() -> int:
+    """This process's resident memory in MB (0 where /proc is missing)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE") // 2**20
+
+
+def available_mb() -> int | None:
+    """The machine's available memory in MB (``MemAvailable``), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def trail_file(worker: str) -> Path | None:
+    """The trail file of xdist worker ``worker`` (None outside an xdist run)."""
+    folder = os.environ.get(TRAIL_ENV)
+    return Path(folder) / f"{worker}.log" if folder and worker else None
+
+
+def note(text: str) -> None:
+    """Append ``text`` to this worker's trail (nothing outside an xdist worker)."""
+    path = trail_file(os.environ.get("PYTEST_XDIST_WORKER", ""))
+    if path is None:
+        return
+    stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+    line = f"{stamp} pid={os.getpid()} rss={_rss_mb()}MB {text}\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:  # the folder is gone: a trail must not fail a test
+        return
+    try:
+        os.write(fd, line.encode())  # in the page cache at once: it survives the process, whatever kills it
+    finally:
+        os.close(fd)
+
+
+def last_lines(path: Path, n: int = KEEP) -> list[str]:
+    """The last ``n`` lines of ``path`` ([] when it does not exist)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:]
+    except OSError:
+        return []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Controller: make the trail folder the workers it starts will write into (they inherit the environment)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get(TRAIL_ENV):
+        os.environ[TRAIL_ENV] = tempfile.mkdtemp(prefix=PREFIX)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Controller: remove the trail folder it made (what a dead worker left has been printed by then)."""
+    folder = os.environ.get(TRAIL_ENV)
+    if folder and not os.environ.get("PYTEST_XDIST_WORKER") and Path(folder).name.startswith(PREFIX):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_runtest_logstart(nodeid: str, location: object) -> None:
+    """Worker: a test starts."""
+    note(f"start {nodeid}")
+
+
+def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
+    """Worker: a test finished (all its phases)."""
+    note(f"finish {nodeid}")
+
+
+def exit_words(returncode: int | None) -> str:
+    """A worker's exit status in words."""
+    from tests.isolated import describe_exit
+
+    return "exit status unknown" if returncode is None else describe_exit(returncode)
+
+
+def pytest_testnodedown(node: object, error: object) -> None:
+    """Controller: a worker that went down unexpectedly gets its exit status, the free memory and its last steps
+    printed."""
+    if not error:
+        return
+    worker = getattr(node, "gateway", None)
+    wid = getattr(worker, "id", "?")
+    popen = getattr(getattr(worker, "_io", None), "popen", None)
+    code = None
+    if popen is not None:
+        try:
+            code = popen.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - a diagnosis must not add a failure of its own
+            code = None
+    avail = available_mb()
+    path = trail_file(str(wid))
+    lines = [f"[trail] worker {wid} went down ({error}): {exit_words(code)}; the machine has "
+             f"{'?' if avail is None else avail} MB available now; its last steps ({path}):"]
+    lines += [f"[trail]   {line}" for line in (last_lines(path) if path else [])]
+    reporter = getattr(node, "config", None)
+    tr = reporter.pluginmanager.get_plugin("terminalreporter") if reporter is not None else None
+    for line in lines:
+        if tr is not None:
+            tr.write_line(line)
+        else:
+            print(line)
