@@ -104,6 +104,7 @@ def exit_words(returncode: int | None) -> str:
     return "exit status unknown" if returncode is None else describe_exit(returncode)
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown where xdist is off (-p no:xdist, the isolated children)
 def pytest_testnodedown(node: object, error: object) -> None:
     """Controller: a worker that went down unexpectedly gets its exit status, the free memory and its last steps
     printed."""
