@@ -33,7 +33,7 @@ def test_a_killed_worker_is_reported_with_its_signal_and_last_steps(tmp_path) ->
     lines = [line for line in out.splitlines() if line.startswith("[trail]")]
     assert lines and "worker gw0 went down" in lines[0] and "killed by SIGKILL" in lines[0], out
     assert "MB available now" in lines[0]
-    steps = [line.split("MB ", 1)[1] for line in lines[1:]]
+    steps = [line.split(" fds=", 1)[1].split(" ", 1)[1] for line in lines[1:]]
     assert steps == ["start test_dying.py::test_before", "finish test_dying.py::test_before",
                      "start test_dying.py::test_killed"], out
     assert "1 failed, 1 passed" in out  # xdist's own crash report still names the test

@@ -32,6 +32,22 @@ def _rss_mb() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE") // 2**20
 
 
+def _threads() -> int:
+    """This process's thread count, C threads included (0 where /proc is missing)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
+def _fds() -> int:
+    """This process's open file descriptors (0 where /proc is missing)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
 def available_mb() -> int | None:
     """The machine's available memory in MB (``MemAvailable``), None where unknown."""
     try:
@@ -55,7 +71,7 @@ def note(text: str) -> None:
     if path is None:
         return
     stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
-    line = f"{stamp} pid={os.getpid()} rss={_rss_mb()}MB {text}\n"
+    line = f"{stamp} pid={os.getpid()} rss={_rss_mb()}MB threads={_threads()} fds={_fds()} {text}\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError:  # the folder is gone: a trail must not fail a test
