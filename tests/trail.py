@@ -4,12 +4,20 @@ no trace seen in CI (see tests/isolated.py).
 Each worker appends one line per test start and finish (and the steps :func:`note` is given) to its own file in a
 folder the controller makes, with the time and the worker's resident memory. When a worker goes down, the controller
 prints the worker's exit status (its signal when it was killed: SIGKILL with no faulthandler trace is the kernel's
-OOM killer or another process, an exit code is the worker ending itself), the memory the machine had left, and the
-worker's last steps, before pytest-xdist's "worker crashed" report.
+OOM killer or another process, an exit code is the worker ending itself), the memory the machine had left, the
+worker's last steps and, for a fatal signal, every thread's Python stack (faulthandler, into the worker's ``.fault``
+file), before pytest-xdist's "worker crashed" report.
+
+What it showed (2026-12-07, AMD EPYC KVM guest): the deaths are SIGSEGVs raised by the kernel itself (``si_code``
+SI_KERNEL, no fault address; read from a core file with gdb) on instructions that cannot fault — a ``ret`` to a valid
+return address in CPython's ``_PyTime_FromNanoseconds`` while the worker only waited for a child pytest to exit. Not a
+bug of the code under test; so a test that crashed its worker runs once more in a fresh one (pyproject.toml,
+pytest-rerunfailures), and a second crash fails it.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
 import tempfile
@@ -59,10 +67,10 @@ def available_mb() -> int | None:
     return None
 
 
-def trail_file(worker: str) -> Path | None:
-    """The trail file of xdist worker ``worker`` (None outside an xdist run)."""
+def trail_file(worker: str, suffix: str = ".log") -> Path | None:
+    """The trail file of xdist worker ``worker`` (``.fault``: its fatal-error traceback), None outside an xdist run."""
     folder = os.environ.get(TRAIL_ENV)
-    return Path(folder) / f"{worker}.log" if folder and worker else None
+    return Path(folder) / f"{worker}{suffix}" if folder and worker else None
 
 
 def note(text: str) -> None:
@@ -90,16 +98,36 @@ def last_lines(path: Path, n: int = KEEP) -> list[str]:
         return []
 
 
+_FAULT_FILES: list = []  # a worker's open fault file (kept open: faulthandler writes to its descriptor)
+_DEAD: list[str] = []  # controller: the workers that went down
+_MADE: list[str] = []  # the trail folder this process made (a child pytest of an isolated module inherits, not makes)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own faulthandler plugin, which points it at the worker's stderr
 def pytest_configure(config: pytest.Config) -> None:
-    """Controller: make the trail folder the workers it starts will write into (they inherit the environment)."""
-    if not os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get(TRAIL_ENV):
+    """Controller: make the trail folder the workers it starts will write into (they inherit the environment).
+    Worker: a fatal signal (SIGSEGV, SIGABRT, ...) writes every thread's Python stack to the worker's ``.fault`` file
+    (a worker's stderr is not shown by pytest-xdist)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker and not os.environ.get(TRAIL_ENV):
         os.environ[TRAIL_ENV] = tempfile.mkdtemp(prefix=PREFIX)
+        _MADE.append(os.environ[TRAIL_ENV])
+    path = trail_file(worker or "")
+    if path is not None:
+        try:
+            handle = open(path.with_suffix(".fault"), "w")  # noqa: SIM115 - open for the worker's lifetime
+        except OSError:
+            return
+        _FAULT_FILES.append(handle)
+        faulthandler.enable(file=handle, all_threads=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Controller: remove the trail folder it made (what a dead worker left has been printed by then)."""
+    """Controller: remove the trail folder it made, unless a worker went down (then its path was printed). Only the
+    process that made it: the child pytest of an isolated module, which inherits the folder, once removed it in the
+    middle of the run and every later death was reported without its steps."""
     folder = os.environ.get(TRAIL_ENV)
-    if folder and not os.environ.get("PYTEST_XDIST_WORKER") and Path(folder).name.startswith(PREFIX):
+    if folder and folder in _MADE and not _DEAD:
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -140,6 +168,11 @@ def pytest_testnodedown(node: object, error: object) -> None:
     lines = [f"[trail] worker {wid} went down ({error}): {exit_words(code)}; the machine has "
              f"{'?' if avail is None else avail} MB available now; its last steps ({path}):"]
     lines += [f"[trail]   {line}" for line in (last_lines(path) if path else [])]
+    fault = trail_file(str(wid), ".fault")
+    stack = last_lines(fault, 200) if fault else []
+    if stack:
+        lines += [f"[trail] its fatal-error traceback ({fault}):", *(f"[trail]   {line}" for line in stack)]
+    _DEAD.append(str(wid))
     reporter = getattr(node, "config", None)
     tr = reporter.pluginmanager.get_plugin("terminalreporter") if reporter is not None else None
     for line in lines:
