@@ -4,10 +4,8 @@ stack) and the suite's rerun policy (pyproject.toml: a test that crashed its wor
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -41,24 +39,17 @@ def test_crashes_once():
 '''
 
 
-def rerun_options() -> list[str]:
-    """The rerun options of the project's pytest ``addopts`` (pyproject.toml)."""
-    opts = shlex.split(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"])
-    return [o for i, o in enumerate(opts) if o.startswith("--rerun") or o == "--only-rerun"
-            or (i and opts[i - 1] in ("--reruns", "--only-rerun"))]
-
-
 @pytest.fixture(scope="module")
 def one_worker_run(tmp_path_factory) -> str:
-    """The output of DYING run by one xdist worker (in file order) with the trail plugin and the project's rerun
-    options."""
+    """The output of DYING run by one xdist worker (in file order) with the trail plugin and the project's pytest
+    settings (pyproject.toml: its addopts, the rerun policy among them)."""
     folder = tmp_path_factory.mktemp("trail")
     (folder / "test_dying.py").write_text(DYING, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(folder)}  # the trail folder it keeps: in folder
     for key in ("PYTEST_XDIST_WORKER", "DEFECTBENCH_TEST_TRAIL", "PYTEST_ADDOPTS"):
         env.pop(key, None)
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "1", "-p", "tests.trail", "-p",
-                           "no:cacheprovider", "--rootdir", str(folder), "-o", "addopts=", *rerun_options(),
+                           "no:cacheprovider", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(folder),
                            str(folder)], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
